@@ -1,0 +1,292 @@
+// CPU implementation of the knn op.
+//   D <= 3: each target cloud gets a uniform grid (grid.h), the fastest search when points are
+//           spread evenly over a volume or a surface. Where the grid turns out crowded (tight
+//           clusters, far outliers that stretch the bounding box, thin curves) the cloud gets a
+//           kd-tree (point_tree.h) instead, which adapts to any distribution. Both are exact.
+//   D > 3:  brute force over the targets, in parallel over the queries.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include "grid_build.h"
+#include "knn.h"
+#include "point_tree_build.h"
+
+namespace pm {
+
+at::ScalarType check_knn_args(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                              const at::Tensor& y_lengths, int64_t K, int64_t norm) {
+  TORCH_CHECK(x.dim() == 3 && y.dim() == 3, "knn: x and y must be (B, N, D) and (B, M, D)");
+  TORCH_CHECK(x.size(0) == y.size(0), "knn: x and y must have the same batch size");
+  TORCH_CHECK(x.size(2) == y.size(2), "knn: x and y must have the same point dimension D");
+  TORCH_CHECK(x.size(2) >= 1, "knn: points need at least one coordinate");
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()) && x.scalar_type() == y.scalar_type(),
+              "knn: x and y must be floating point tensors of the same dtype");
+  TORCH_CHECK(x_lengths.dim() == 1 && y_lengths.dim() == 1 && x_lengths.size(0) == x.size(0) &&
+                  y_lengths.size(0) == x.size(0),
+              "knn: x_lengths and y_lengths must be (B,)");
+  TORCH_CHECK(x_lengths.scalar_type() == at::kLong && y_lengths.scalar_type() == at::kLong,
+              "knn: lengths must be int64");
+  TORCH_CHECK(x.device() == y.device() && x.device() == x_lengths.device() && x.device() == y_lengths.device(),
+              "knn: all tensors must be on the same device");
+  TORCH_CHECK(K >= 1, "knn: K must be at least 1");
+  TORCH_CHECK(norm == 1 || norm == 2, "knn: norm must be 1 or 2");
+  TORCH_CHECK(y.size(1) < std::numeric_limits<int32_t>::max(), "knn: at most 2^31 - 1 points per cloud");
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+at::Tensor as_grid_points(const at::Tensor& points, at::ScalarType dtype) {
+  at::Tensor p = points.to(dtype);
+  if (p.size(2) < 3) p = at::constant_pad_nd(p, {0, 3 - p.size(2)}, 0);
+  return p.contiguous();
+}
+
+bool grid_is_crowded(const GridParams& p, int64_t K) {
+  // A grid search scans about this many points per query; past it the kd-tree is faster.
+  return p.crowding > 8.0 * target_occupancy(K) + 8.0;
+}
+
+bool deferred_needs_tree(int64_t deferred, int64_t points) { return deferred > 64 && deferred * 256 > points; }
+
+namespace {
+
+constexpr int64_t kLocalK = 16;  // up to this K the running top-K lives on the stack
+
+std::vector<int64_t> host_lengths(const at::Tensor& lengths, int64_t limit, const char* name) {
+  const at::Tensor l = lengths.cpu().contiguous();
+  std::vector<int64_t> out(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
+  for (int64_t v : out) TORCH_CHECK(v >= 0 && v <= limit, "knn: ", name, " values must lie in [0, ", limit, "]");
+  return out;
+}
+
+// The search structures of the target clouds. Every cloud has a grid. A crowded cloud also gets
+// a kd-tree, which answers all its queries; a cloud whose grid defers many far queries gets one
+// to answer those.
+struct Targets {
+  BatchGrid grid;
+  BatchTree tree;             // over the clouds whose slot is >= 0
+  std::vector<int64_t> slot;  // per cloud: its index in `tree`, or -1
+};
+
+// Builds trees for the clouds in `clouds` (sub-batch) and records their slots.
+void add_trees(Targets& t, const at::Tensor& yq, const std::vector<int64_t>& yl, const std::vector<int64_t>& clouds,
+               bool portable) {
+  t.slot.assign(yq.size(0), -1);
+  if (clouds.empty()) return;
+  std::vector<int64_t> sub_yl;
+  for (size_t k = 0; k < clouds.size(); ++k) {
+    t.slot[clouds[k]] = static_cast<int64_t>(k);
+    sub_yl.push_back(yl[clouds[k]]);
+  }
+  const at::Tensor sub = yq.index_select(0, at::tensor(clouds, at::kLong)).contiguous();
+  t.tree = portable ? build_point_tree_aten(sub, at::tensor(sub_yl, at::kLong)) : build_point_tree_cpu(sub, sub_yl);
+}
+
+template <typename scalar_t, int NORM>
+struct Searcher {
+  const at::Tensor& xq;  // (B, N, 3) queries
+  const at::Tensor& y;   // (B, M, D) targets, for warm starts
+  const std::vector<int64_t>& yl;
+  int64_t K;
+  scalar_t* out_d;
+  int64_t* out_i;
+
+  template <typename Top>
+  bool search_one(const Targets& t, int64_t b, const scalar_t* q, bool defer, Top& top) const {
+    if (t.slot[b] >= 0) {
+      tree_knn<scalar_t, NORM>(t.tree.view<scalar_t>(t.slot[b], yl[b]), q, top);
+      return true;
+    }
+    return grid_knn<scalar_t, NORM>(t.grid.view<scalar_t>(b), q, top, !defer);
+  }
+
+  // Searches `order` in parallel chunks; queries of grid clouds that need the fallback are
+  // appended to `deferred` when `defer` is set. Within a chunk each query warm-starts from the
+  // previous one: its K neighbours bound the next query's K-th distance.
+  void run(const Targets& t, const std::vector<int64_t>& order, bool defer, std::vector<int64_t>* deferred) const {
+    const int64_t N = xq.size(1), M = y.size(1), D = y.size(2);
+    const scalar_t* qbase = xq.data_ptr<scalar_t>();
+    const scalar_t* ybase = y.data_ptr<scalar_t>();
+    const int64_t total = order.size();
+    constexpr int64_t kChunk = 256;
+    const int64_t chunks = (total + kChunk - 1) / kChunk;
+    std::vector<std::vector<int64_t>> chunk_deferred(defer ? chunks : 0);
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t prev_b = -1, prev_row = -1;
+        const int64_t end = std::min(total, (c + 1) * kChunk);
+        for (int64_t pos = c * kChunk; pos < end; ++pos) {
+          if (pos + 8 < end) {  // queries come in spatial order, i.e. scattered in memory
+            __builtin_prefetch(qbase + order[pos + 8] * 3);
+            __builtin_prefetch(out_i + order[pos + 8] * K, 1);
+            __builtin_prefetch(out_d + order[pos + 8] * K, 1);
+          }
+          const int64_t flat = order[pos], b = flat / N;
+          // A local copy: the compiler need not reload the query after each top-K update.
+          const scalar_t q[3] = {qbase[flat * 3], qbase[flat * 3 + 1], qbase[flat * 3 + 2]};
+          scalar_t bound = std::numeric_limits<scalar_t>::infinity();
+          if (b == prev_b && out_i[prev_row * K + K - 1] >= 0) {
+            bound = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const scalar_t* p = ybase + (b * M + out_i[prev_row * K + k]) * D;
+              bound = std::max(bound, point_distance<NORM>(q, p, static_cast<int>(D)));
+            }
+          }
+          bool done;
+          if (K == 1) {  // the Chamfer case: the running best stays in registers
+            Top1<scalar_t> top{0, -1, 0, bound};
+            done = search_one(t, b, q, defer, top);
+            out_d[flat] = done && top.count ? top.d : scalar_t(0);
+            out_i[flat] = done && top.count ? top.i : -1;
+          } else {
+            scalar_t local_d[kLocalK];
+            int64_t local_i[kLocalK];
+            const bool local = K <= kLocalK;
+            TopK<scalar_t> top{local ? local_d : out_d + flat * K, local ? local_i : out_i + flat * K,
+                               static_cast<int>(K), 0, bound};
+            done = search_one(t, b, q, defer, top);
+            // Every row is written in full: found neighbours, then padding (dist 0, index -1).
+            for (int64_t k = 0; k < K; ++k) {
+              const bool found = done && k < top.count;
+              out_d[flat * K + k] = found ? top.d[k] : scalar_t(0);
+              out_i[flat * K + k] = found ? top.i[k] : -1;
+            }
+          }
+          if (!done) {
+            chunk_deferred[c].push_back(flat);
+            continue;  // its row is incomplete: no warm start from it
+          }
+          prev_b = b;
+          prev_row = flat;
+        }
+      }
+    });
+    for (const auto& d : chunk_deferred) deferred->insert(deferred->end(), d.begin(), d.end());
+  }
+};
+
+// Plans and runs the search. `portable` mirrors the CUDA backend on the CPU: ATen builders and
+// one decision for the whole batch instead of one per cloud.
+template <typename scalar_t, int NORM>
+void search_targets(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& y, const std::vector<int64_t>& xl,
+                    const std::vector<int64_t>& yl, int64_t K, bool portable, scalar_t* out_d, int64_t* out_i) {
+  const int64_t B = yq.size(0), N = xq.size(1);
+  const at::Tensor xlt = at::tensor(xl, at::kLong), ylt = at::tensor(yl, at::kLong);
+  Targets t;
+  t.grid = portable ? build_grid_aten(yq, ylt, K) : build_grid_cpu(yq, yl, K);
+  std::vector<int64_t> crowded;
+  for (int64_t b = 0; b < B; ++b) {
+    if (grid_is_crowded(t.grid.params[b], K)) crowded.push_back(b);
+  }
+  if (portable && !crowded.empty()) {
+    crowded.resize(B);
+    for (int64_t b = 0; b < B; ++b) crowded[b] = b;
+  }
+  add_trees(t, yq, yl, crowded, portable);
+  std::vector<int64_t> order;
+  if (portable) {
+    const at::Tensor o = (crowded.empty() ? order_queries_aten(xq, xlt, t.grid) : order_queries_aten(xq, xlt, t.tree))
+                             .contiguous();
+    order.assign(o.data_ptr<int64_t>(), o.data_ptr<int64_t>() + o.numel());
+  } else {
+    order = order_queries_cpu(xq, xl, t.grid);
+    if (!crowded.empty()) {  // queries of tree clouds go in Morton order of their tree
+      std::vector<int64_t> merged, sub_xl;
+      for (int64_t flat : order) {
+        if (t.slot[flat / N] < 0) merged.push_back(flat);
+      }
+      for (int64_t b : crowded) sub_xl.push_back(xl[b]);
+      const at::Tensor sub = xq.index_select(0, at::tensor(crowded, at::kLong)).contiguous();
+      for (int64_t flat : order_queries_cpu(sub, sub_xl, t.tree)) merged.push_back(crowded[flat / N] * N + flat % N);
+      order.swap(merged);
+    }
+  }
+  const Searcher<scalar_t, NORM> searcher{xq, y, yl, K, out_d, out_i};
+  std::vector<int64_t> deferred;
+  searcher.run(t, order, /*defer=*/true, &deferred);
+  if (deferred.empty()) return;
+
+  // Far queries: a tree for the clouds that deferred many, the grid's fallback for the rest.
+  std::vector<int64_t> count(B, 0), far;
+  for (int64_t flat : deferred) ++count[flat / N];
+  if (portable) {
+    if (deferred_needs_tree(static_cast<int64_t>(deferred.size()), std::accumulate(yl.begin(), yl.end(), int64_t(0)))) {
+      for (int64_t b = 0; b < B; ++b) far.push_back(b);
+    }
+  } else {
+    for (int64_t b = 0; b < B; ++b) {
+      if (deferred_needs_tree(count[b], yl[b])) far.push_back(b);
+    }
+  }
+  Targets far_targets;
+  far_targets.grid = t.grid;
+  add_trees(far_targets, yq, yl, far, portable);
+  searcher.run(far_targets, deferred, /*defer=*/false, nullptr);
+}
+
+template <typename scalar_t, int NORM>
+void search_brute(const at::Tensor& x, const at::Tensor& y, const std::vector<int64_t>& xl,
+                  const std::vector<int64_t>& yl, int64_t K, scalar_t* out_d, int64_t* out_i) {
+  const int64_t B = x.size(0), N = x.size(1), M = y.size(1), D = x.size(2);
+  const scalar_t* xb = x.data_ptr<scalar_t>();
+  const scalar_t* yb = y.data_ptr<scalar_t>();
+  at::parallel_for(0, B * N, 64, [&](int64_t f0, int64_t f1) {
+    for (int64_t flat = f0; flat < f1; ++flat) {
+      const int64_t b = flat / N;
+      if (flat % N >= xl[b]) continue;
+      TopK<scalar_t> top{out_d + flat * K, out_i + flat * K, static_cast<int>(K), 0,
+                         std::numeric_limits<scalar_t>::infinity()};
+      const scalar_t* q = xb + flat * D;
+      for (int64_t j = 0; j < yl[b]; ++j) {
+        top.consider(point_distance<NORM>(q, yb + (b * M + j) * D, static_cast<int>(D)), j);
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> run_cpu(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& x_lengths,
+                                           const at::Tensor& y_lengths, int64_t K, int64_t norm, bool portable) {
+  const at::ScalarType dtype = check_knn_args(x_in, y_in, x_lengths, y_lengths, K, norm);
+  const at::Tensor x = x_in.to(dtype).contiguous();
+  const at::Tensor y = y_in.to(dtype).contiguous();
+  const std::vector<int64_t> xl = host_lengths(x_lengths, x.size(1), "x_lengths");
+  const std::vector<int64_t> yl = host_lengths(y_lengths, y.size(1), "y_lengths");
+  at::Tensor dists = at::zeros({x.size(0), x.size(1), K}, x.options());
+  at::Tensor idx = at::full({x.size(0), x.size(1), K}, -1, x.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(dtype, "knn_cpu", [&] {
+    scalar_t* out_d = dists.data_ptr<scalar_t>();
+    int64_t* out_i = idx.data_ptr<int64_t>();
+    if (x.size(2) > 3) {
+      norm == 2 ? search_brute<scalar_t, 2>(x, y, xl, yl, K, out_d, out_i)
+                : search_brute<scalar_t, 1>(x, y, xl, yl, K, out_d, out_i);
+      return;
+    }
+    const at::Tensor xq = as_grid_points(x, dtype), yq = as_grid_points(y, dtype);
+    norm == 2 ? search_targets<scalar_t, 2>(xq, yq, y, xl, yl, K, portable, out_d, out_i)
+              : search_targets<scalar_t, 1>(xq, yq, y, xl, yl, K, portable, out_d, out_i);
+  });
+  return {dists, idx};
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                                           const at::Tensor& y_lengths, int64_t K, int64_t norm) {
+  return run_cpu(x, y, x_lengths, y_lengths, K, norm, /*portable=*/false);
+}
+
+std::tuple<at::Tensor, at::Tensor> knn_portable_cpu(const at::Tensor& x, const at::Tensor& y,
+                                                    const at::Tensor& x_lengths, const at::Tensor& y_lengths,
+                                                    int64_t K, int64_t norm) {
+  return run_cpu(x, y, x_lengths, y_lengths, K, norm, /*portable=*/true);
+}
+
+TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) {
+  m.impl("knn", &knn_cpu);
+  m.impl("_knn_portable", &knn_portable_cpu);
+}
+
+}  // namespace pm

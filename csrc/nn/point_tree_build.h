@@ -1,0 +1,60 @@
+// Building batches of point trees (host code). Two builders produce equivalent trees:
+//   build_point_tree_cpu  - nth_element partitions in plain C++ (the CPU fast path);
+//   build_point_tree_aten - ATen ops only (segmented sorts, gathers, amin/amax), so it runs on any
+//                           device: the CUDA backend uses it, and the CPU op `_knn_portable` runs
+//                           it so that its logic is tested on machines without a GPU.
+// Both split every node at the same position, on the same axis, at the same coordinate; only the
+// order of points tied at a split coordinate may differ, which cannot change a search result.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "point_tree.h"
+
+namespace pm {
+
+// Trees of all clouds of a batch, in padded per-cloud slots.
+struct BatchTree {
+  at::Tensor pts;          // (B, S, 3) points in tree order, S = leaves * kLeafSize; zeros past counts
+  at::Tensor idx;          // (B, S) int64 original index of each point; -1 past counts
+  at::Tensor lo, hi;       // (B, 2 * leaves, 3) node boxes, heap numbered (node 0 unused)
+  at::Tensor split_axis;   // (B, leaves) int8
+  at::Tensor split_val;    // (B, leaves) same dtype as pts
+  at::Tensor counts;       // (B,) int64 valid points per cloud
+  at::Tensor frame_lo;     // (B, 3) double: lower corner of the Morton quantisation (query order)
+  at::Tensor frame_scale;  // (B,) double: Morton cells per unit length
+  int64_t leaves = 1;      // P, a power of two
+  int depth = 0;           // log2(P)
+
+  template <typename scalar_t>
+  PointTreeView<scalar_t> view(int64_t b, int64_t n) const {
+    const int64_t S = pts.size(1), nodes = lo.size(1);
+    return PointTreeView<scalar_t>{pts.data_ptr<scalar_t>() + b * S * 3,
+                                   idx.data_ptr<int64_t>() + b * S,
+                                   lo.data_ptr<scalar_t>() + b * nodes * 3,
+                                   hi.data_ptr<scalar_t>() + b * nodes * 3,
+                                   split_axis.data_ptr<int8_t>() + b * leaves,
+                                   split_val.data_ptr<scalar_t>() + b * leaves,
+                                   leaves,
+                                   depth,
+                                   n};
+  }
+};
+
+// Leaves of a tree for clouds of up to m points (a power of two) and its depth.
+int64_t tree_leaves(int64_t m);
+int tree_depth(int64_t leaves);
+
+// points: (B, M, 3) contiguous float or double; lengths: valid prefix of each cloud.
+BatchTree build_point_tree_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths);
+BatchTree build_point_tree_aten(const at::Tensor& points, const at::Tensor& lengths);
+
+// Flat indices b * N + i of the valid queries in Morton order of the target tree's frame, so that
+// consecutive queries visit the same nodes. queries: (B, N, 3).
+std::vector<int64_t> order_queries_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
+                                       const BatchTree& tree);
+at::Tensor order_queries_aten(const at::Tensor& queries, const at::Tensor& lengths, const BatchTree& tree);
+
+}  // namespace pm

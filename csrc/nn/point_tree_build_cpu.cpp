@@ -1,0 +1,211 @@
+// CPU builder of point trees: nth_element partitions level by level, then bottom-up boxes.
+// Query order: Morton codes sorted with a stable LSD radix sort.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "morton.h"
+#include "point_tree_build.h"
+
+namespace pm {
+
+int64_t tree_leaves(int64_t m) {
+  int64_t leaves = 1;
+  while (leaves * kLeafSize < m) leaves *= 2;
+  return leaves;
+}
+
+int tree_depth(int64_t leaves) {
+  int depth = 0;
+  while ((int64_t(1) << depth) < leaves) ++depth;
+  return depth;
+}
+
+namespace {
+
+template <typename scalar_t>
+struct Record {
+  scalar_t c[3];
+  int64_t i;
+};
+
+template <typename scalar_t>
+void bounds(const Record<scalar_t>* r, int64_t n, double lo[3], double hi[3]) {
+  for (int a = 0; a < 3; ++a) {
+    lo[a] = std::numeric_limits<double>::infinity();
+    hi[a] = -std::numeric_limits<double>::infinity();
+  }
+  for (int64_t s = 0; s < n; ++s) {
+    for (int a = 0; a < 3; ++a) {
+      lo[a] = std::min(lo[a], static_cast<double>(r[s].c[a]));
+      hi[a] = std::max(hi[a], static_cast<double>(r[s].c[a]));
+    }
+  }
+}
+
+// Partitions records into the implicit kd-tree of point_tree.h: the node over leaves
+// [k * width, (k + 1) * width) splits at its middle leaf along the widest axis of its points.
+template <typename scalar_t>
+void partition(std::vector<Record<scalar_t>>& rec, int64_t leaves, int8_t* axis_out, scalar_t* val_out) {
+  const int64_t n = rec.size();
+  for (int64_t width = leaves; width > 1; width /= 2) {
+    const int64_t nodes = leaves / width;
+    at::parallel_for(0, nodes, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t node = nodes + k;
+        const int64_t begin = k * width * kLeafSize, end = std::min(n, (k + 1) * width * kLeafSize);
+        const int64_t split = begin + width / 2 * kLeafSize;
+        axis_out[node] = 0;
+        val_out[node] = std::numeric_limits<scalar_t>::infinity();
+        if (split >= end) continue;  // right child empty: every query goes left
+        double lo[3], hi[3];
+        bounds(rec.data() + begin, end - begin, lo, hi);
+        int axis = 0;
+        for (int a = 1; a < 3; ++a) {
+          if (hi[a] - lo[a] > hi[axis] - lo[axis]) axis = a;
+        }
+        std::nth_element(rec.begin() + begin, rec.begin() + split, rec.begin() + end,
+                         [axis](const Record<scalar_t>& u, const Record<scalar_t>& v) { return u.c[axis] < v.c[axis]; });
+        axis_out[node] = static_cast<int8_t>(axis);
+        val_out[node] = rec[split].c[axis];
+      }
+    });
+  }
+}
+
+// Node boxes: leaves from their points, then each internal node from its children.
+template <typename scalar_t>
+void fill_boxes(const scalar_t* pts, int64_t n, int64_t leaves, scalar_t* lo, scalar_t* hi) {
+  const scalar_t inf = std::numeric_limits<scalar_t>::infinity();
+  for (int64_t node = 0; node < 2 * leaves; ++node) {
+    for (int a = 0; a < 3; ++a) {
+      lo[3 * node + a] = inf;
+      hi[3 * node + a] = -inf;
+    }
+  }
+  for (int64_t s = 0; s < n; ++s) {
+    const int64_t node = leaves + s / kLeafSize;
+    for (int a = 0; a < 3; ++a) {
+      lo[3 * node + a] = std::min(lo[3 * node + a], pts[3 * s + a]);
+      hi[3 * node + a] = std::max(hi[3 * node + a], pts[3 * s + a]);
+    }
+  }
+  for (int64_t node = leaves - 1; node >= 1; --node) {
+    for (int a = 0; a < 3; ++a) {
+      lo[3 * node + a] = std::min(lo[3 * (2 * node) + a], lo[3 * (2 * node + 1) + a]);
+      hi[3 * node + a] = std::max(hi[3 * (2 * node) + a], hi[3 * (2 * node + 1) + a]);
+    }
+  }
+}
+
+template <typename scalar_t>
+BatchTree build_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths) {
+  const int64_t B = points.size(0), M = points.size(1);
+  BatchTree t;
+  t.leaves = tree_leaves(M);
+  t.depth = tree_depth(t.leaves);
+  const int64_t P = t.leaves, S = P * kLeafSize;
+  t.pts = at::zeros({B, S, 3}, points.options());
+  t.idx = at::full({B, S}, -1, points.options().dtype(at::kLong));
+  t.lo = at::empty({B, 2 * P, 3}, points.options());
+  t.hi = at::empty({B, 2 * P, 3}, points.options());
+  t.split_axis = at::zeros({B, P}, points.options().dtype(at::kChar));
+  t.split_val = at::empty({B, P}, points.options());
+  t.counts = at::tensor(lengths, points.options().dtype(at::kLong));
+  t.frame_lo = at::zeros({B, 3}, points.options().dtype(at::kDouble));
+  t.frame_scale = at::zeros({B}, points.options().dtype(at::kDouble));
+  const scalar_t* src = points.data_ptr<scalar_t>();
+  auto build_one = [&](int64_t b) {
+    const int64_t n = lengths[b];
+    std::vector<Record<scalar_t>> rec(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const scalar_t* p = src + (b * M + i) * 3;
+      rec[i] = Record<scalar_t>{{p[0], p[1], p[2]}, i};
+    }
+    double lo[3], hi[3];
+    bounds(rec.data(), n, lo, hi);
+    if (n > 0) std::copy(lo, lo + 3, t.frame_lo.data_ptr<double>() + 3 * b);
+    t.frame_scale.data_ptr<double>()[b] = morton_scale(lo, hi);
+    partition(rec, P, t.split_axis.data_ptr<int8_t>() + b * P, t.split_val.data_ptr<scalar_t>() + b * P);
+    scalar_t* pts = t.pts.data_ptr<scalar_t>() + b * S * 3;
+    int64_t* idx = t.idx.data_ptr<int64_t>() + b * S;
+    for (int64_t s = 0; s < n; ++s) {
+      std::copy(rec[s].c, rec[s].c + 3, pts + 3 * s);
+      idx[s] = rec[s].i;
+    }
+    fill_boxes(pts, n, P, t.lo.data_ptr<scalar_t>() + b * 2 * P * 3, t.hi.data_ptr<scalar_t>() + b * 2 * P * 3);
+  };
+  // Few clouds: one at a time, each partition level in parallel. Many: clouds in parallel.
+  if (B < at::get_num_threads()) {
+    for (int64_t b = 0; b < B; ++b) build_one(b);
+  } else {
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) build_one(b);
+    });
+  }
+  return t;
+}
+
+// Stable sort of `order` by keys[order[i]]: LSD radix with 11-bit digits, skipping constant digits.
+void radix_sort_by_key(const std::vector<int64_t>& keys, std::vector<int64_t>& order) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  std::vector<int64_t> tmp(n);
+  std::vector<uint64_t> k(n), ktmp(n);
+  for (int64_t i = 0; i < n; ++i) k[i] = static_cast<uint64_t>(keys[order[i]]);
+  constexpr int kBits = 11, kBuckets = 1 << kBits;
+  std::vector<int64_t> count(kBuckets);
+  for (int shift = 0; shift < 64; shift += kBits) {
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t i = 0; i < n; ++i) ++count[(k[i] >> shift) & (kBuckets - 1)];
+    if (n == 0 || *std::max_element(count.begin(), count.end()) == n) continue;
+    int64_t running = 0;
+    for (int d = 0; d < kBuckets; ++d) {
+      const int64_t c = count[d];
+      count[d] = running;
+      running += c;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t pos = count[(k[i] >> shift) & (kBuckets - 1)]++;
+      ktmp[pos] = k[i];
+      tmp[pos] = order[i];
+    }
+    k.swap(ktmp);
+    order.swap(tmp);
+  }
+}
+
+template <typename scalar_t>
+std::vector<int64_t> order_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths, const BatchTree& tree) {
+  const int64_t B = queries.size(0), N = queries.size(1);
+  const scalar_t* q = queries.data_ptr<scalar_t>();
+  std::vector<int64_t> result;
+  for (int64_t b = 0; b < B; ++b) {
+    const double* lo = tree.frame_lo.data_ptr<double>() + 3 * b;
+    const double scale = tree.frame_scale.data_ptr<double>()[b];
+    std::vector<int64_t> codes(lengths[b]), order(lengths[b]);
+    for (int64_t i = 0; i < lengths[b]; ++i) {
+      const scalar_t* p = q + (b * N + i) * 3;
+      codes[i] = morton_code(p[0], p[1], p[2], lo, scale);
+      order[i] = i;
+    }
+    radix_sort_by_key(codes, order);
+    for (int64_t i : order) result.push_back(b * N + i);
+  }
+  return result;
+}
+
+}  // namespace
+
+BatchTree build_point_tree_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths) {
+  return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "build_point_tree_cpu",
+                                    [&] { return build_cpu<scalar_t>(points, lengths); });
+}
+
+std::vector<int64_t> order_queries_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
+                                       const BatchTree& tree) {
+  return AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "order_queries_cpu",
+                                    [&] { return order_cpu<scalar_t>(queries, lengths, tree); });
+}
+
+}  // namespace pm

@@ -1,0 +1,7 @@
+"""`python -m pointmetrics ...` runs the command line (see pointmetrics/cli.py)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

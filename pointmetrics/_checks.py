@@ -1,0 +1,136 @@
+"""Input validation shared by every public function.
+
+Errors are raised in Python, before any kernel runs, and name the offending argument. Checks that
+need tensor values (lengths in range, finite coordinates) are collected and read back from the
+device in a single synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+import torch
+
+PointsLike = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+class ValueChecks:
+    """Collects boolean tensors that must be False; `run()` reads them all at once."""
+
+    def __init__(self) -> None:
+        self._flags: list[torch.Tensor] = []
+        self._messages: list[str] = []
+
+    def add(self, failed: torch.Tensor, message: str) -> None:
+        self._flags.append(failed.reshape(()))
+        self._messages.append(message)
+
+    def run(self) -> None:
+        if not self._flags:
+            return
+        failed = torch.stack([f.to("cpu", non_blocking=False) for f in self._flags]).tolist()
+        for bad, message in zip(failed, self._messages):
+            if bad:
+                raise ValueError(message)
+
+
+def _pad_list(points: Sequence[torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if len(points) == 0:
+        raise ValueError(f"{name} is an empty list; expected one (N_i, D) tensor per cloud")
+    first = points[0]
+    for i, p in enumerate(points):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"{name}[{i}] must be a torch.Tensor, got {type(p).__name__}")
+        if p.ndim != 2:
+            raise ValueError(f"{name}[{i}] must have shape (N_i, D), got {tuple(p.shape)}")
+        if p.shape[1] != first.shape[1] or p.dtype != first.dtype or p.device != first.device:
+            raise ValueError(f"{name}[{i}] differs from {name}[0] in D, dtype or device")
+    lengths = torch.tensor([p.shape[0] for p in points], dtype=torch.int64, device=first.device)
+    padded = first.new_zeros((len(points), int(lengths.max()), first.shape[1]))
+    for i, p in enumerate(points):
+        padded[i, : p.shape[0]] = p
+    return padded, lengths
+
+
+def as_padded(
+    points: PointsLike,
+    lengths: torch.Tensor | Sequence[int] | None,
+    name: str,
+    checks: ValueChecks,
+    *,
+    finite: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Returns (B, N, D) points, (B,) int64 lengths and whether the input was a single (N, D) cloud.
+
+    Accepts a (B, N, D) tensor with optional lengths, a single (N, D) cloud, or a list of (N_i, D)
+    tensors. Value checks (lengths in range, finite valid points) are queued on `checks`.
+    """
+    unbatched = False
+    if isinstance(points, (list, tuple)):
+        if lengths is not None:
+            raise ValueError(f"{name}: pass lengths only with a padded tensor, not with a list of clouds")
+        points, lengths = _pad_list(points, name)
+    elif not isinstance(points, torch.Tensor):
+        raise TypeError(
+            f"{name} must be a tensor of shape (B, N, D) or a list of (N_i, D) tensors, got {type(points).__name__}"
+        )
+    if not points.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor, got dtype {points.dtype}")
+    if points.ndim == 2:
+        points = points.unsqueeze(0)
+        unbatched = True
+    if points.ndim != 3:
+        raise ValueError(f"{name} must have shape (B, N, D) or (N, D), got {tuple(points.shape)}")
+    if points.shape[2] < 1:
+        raise ValueError(f"{name} has points of dimension 0")
+    B, N, _ = points.shape
+    if lengths is None:
+        lengths = torch.full((B,), N, dtype=torch.int64, device=points.device)
+    else:
+        if not isinstance(lengths, torch.Tensor):
+            lengths = torch.as_tensor(lengths, device=points.device)
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise TypeError(f"{name}_lengths must be an integer tensor, got dtype {lengths.dtype}")
+        if lengths.shape != (B,):
+            raise ValueError(f"{name}_lengths must have shape ({B},), got {tuple(lengths.shape)}")
+        if lengths.device != points.device:
+            raise ValueError(f"{name}_lengths is on {lengths.device} but {name} is on {points.device}")
+        lengths = lengths.to(torch.int64)
+        checks.add(((lengths < 0) | (lengths > N)).any(), f"{name}_lengths values must lie in [0, {N}]")
+    if finite and points.numel() > 0:
+        valid = torch.arange(N, device=points.device)[None, :] < lengths[:, None]
+        bad = ~torch.isfinite(points).all(-1) & valid
+        checks.add(bad.any(), f"{name} contains NaN or Inf coordinates")
+    return points, lengths, unbatched
+
+
+def check_pair(x: torch.Tensor, y: torch.Tensor, xname: str = "x", yname: str = "y") -> None:
+    if x.device != y.device:
+        raise ValueError(f"{xname} is on {x.device} but {yname} is on {y.device}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{xname} and {yname} have different batch sizes ({x.shape[0]} and {y.shape[0]})")
+    if x.shape[2] != y.shape[2]:
+        raise ValueError(f"{xname} and {yname} have points of different dimension ({x.shape[2]} and {y.shape[2]})")
+
+
+def check_choice(value, allowed: Sequence, name: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_normals(normals: torch.Tensor | None, points: torch.Tensor, name: str) -> torch.Tensor | None:
+    """Normals as (B, N, 3) matching `points`, or None."""
+    if normals is None:
+        return None
+    if isinstance(normals, (list, tuple)):
+        normals, _ = _pad_list(normals, name)
+    if not isinstance(normals, torch.Tensor) or not normals.is_floating_point():
+        raise TypeError(f"{name} must be a floating point tensor")
+    if normals.ndim == 2:
+        normals = normals.unsqueeze(0)
+    if normals.shape != points.shape:
+        raise ValueError(f"{name} must have the shape of its points {tuple(points.shape)}, got {tuple(normals.shape)}")
+    if normals.device != points.device:
+        raise ValueError(f"{name} is on {normals.device} but its points are on {points.device}")
+    return normals

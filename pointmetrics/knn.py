@@ -1,0 +1,114 @@
+"""Exact K nearest neighbours between point clouds."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from . import _checks
+from ._ops import ops
+
+
+class KNN(NamedTuple):
+    """Result of :func:`knn_points`.
+
+    dists: (B, N, K) distances to the K nearest neighbours, ascending: squared Euclidean for
+        ``norm=2`` (as PyTorch3D), L1 for ``norm=1``. 0 where there is no neighbour.
+    idx: (B, N, K) int64 indices into ``y``; -1 where there is no neighbour (rows past
+        ``x_lengths``, or slots past ``y_lengths`` when a cloud has fewer than K points).
+    knn: (B, N, K, D) the neighbours' coordinates in y's dtype (zeros where idx is -1) if
+        ``return_nn``, else None.
+    """
+
+    dists: torch.Tensor
+    idx: torch.Tensor
+    knn: torch.Tensor | None
+
+
+def knn_gather(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Gathers ``points[b, idx[b, i, k]]`` into a (B, N, K, D) tensor; rows where idx is -1 are zero.
+
+    Differentiable with respect to ``points``.
+    """
+    B, N, K = idx.shape
+    D = points.shape[-1]
+    valid = idx >= 0
+    flat = idx.clamp(min=0).reshape(B, N * K, 1).expand(B, N * K, D)
+    out = points.gather(1, flat).reshape(B, N, K, D)
+    return out * valid.unsqueeze(-1).to(out.dtype)
+
+
+def knn_search(x, y, x_lengths, y_lengths, K: int, norm: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw search on validated (B, N, D) inputs: (dists, idx) from the kernel, no gradient."""
+    x_ = x.detach()
+    y_ = y.detach()
+    with torch.no_grad():
+        return ops.knn(x_, y_, x_lengths, y_lengths, K, norm)
+
+
+def pair_distances(x: torch.Tensor, nn: torch.Tensor, valid: torch.Tensor, norm: int) -> torch.Tensor:
+    """Differentiable distance between x (B, N, D) and gathered neighbours nn (B, N, K, D):
+    squared Euclidean for norm 2, L1 for norm 1; 0 where ``valid`` is False."""
+    diff = x.unsqueeze(2) - nn
+    d = diff.square().sum(-1) if norm == 2 else diff.abs().sum(-1)
+    return d * valid.to(d.dtype)
+
+
+def needs_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def knn_points(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    K: int = 1,
+    x_lengths: torch.Tensor | None = None,
+    y_lengths: torch.Tensor | None = None,
+    norm: int = 2,
+    return_nn: bool = False,
+    return_sorted: bool = True,
+) -> KNN:
+    """Exact K nearest neighbours in ``y`` of every point of ``x``.
+
+    For each valid ``x[b, i]`` (``i < x_lengths[b]``) returns the K points ``y[b, j]``,
+    ``j < y_lengths[b]``, with the smallest distance, sorted by (distance, j): ties go to the
+    smaller index, on every device and every run.
+
+    Args:
+        x: (B, N, D) queries, or (N, D) for a single cloud, or a list of (N_i, D) tensors.
+        y: (B, M, D) targets, same forms. Any D; D <= 3 uses the grid fast path.
+        K: neighbours per query (>= 1). Clouds with fewer than K points pad with idx -1, dist 0.
+        x_lengths, y_lengths: optional (B,) int64 numbers of valid points per cloud.
+        norm: 2 for squared Euclidean distances d = sum_d (x_d - y_d)^2 (PyTorch3D's convention),
+            1 for L1 distances d = sum_d |x_d - y_d|.
+        return_nn: also return the neighbours' coordinates.
+        return_sorted: accepted for PyTorch3D compatibility; results are always sorted.
+
+    Returns:
+        :class:`KNN` (dists, idx, knn). ``dists`` is differentiable with respect to x and y
+        (recomputed in torch from the gathered points, so double backward works); it is float32
+        for float16/bfloat16/float32 inputs and float64 for float64 inputs.
+
+    Raises:
+        TypeError: non-floating points, non-integer lengths.
+        ValueError: bad shapes, D or batch mismatch, devices differ, lengths out of range,
+            NaN/Inf among the valid points, K < 1, norm not in {1, 2}.
+    """
+    del return_sorted
+    if not isinstance(K, int) or isinstance(K, bool) or K < 1:
+        raise ValueError(f"K must be an integer >= 1, got {K!r}")
+    _checks.check_choice(norm, (1, 2), "norm")
+    checks = _checks.ValueChecks()
+    xb, xl, unbatched = _checks.as_padded(x, x_lengths, "x", checks)
+    yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
+    _checks.check_pair(xb, yb)
+    checks.run()
+    dists, idx = knn_search(xb, yb, xl, yl, K, norm)
+    if needs_grad(xb, yb):
+        dtype = dists.dtype
+        dists = pair_distances(xb.to(dtype), knn_gather(yb.to(dtype), idx), idx >= 0, norm)
+    nn = knn_gather(yb, idx) if return_nn else None
+    if unbatched:
+        return KNN(dists[0], idx[0], None if nn is None else nn[0])
+    return KNN(dists, idx, nn)

@@ -1,0 +1,171 @@
+"""Slow, obviously correct pure-torch versions of the public functions.
+
+They form full distance matrices cloud by cloud, so they are only for tests and small inputs.
+Use float64 inputs for exact comparisons.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _lengths(points: torch.Tensor, lengths: torch.Tensor | None) -> list[int]:
+    if lengths is None:
+        return [points.shape[1]] * points.shape[0]
+    return [int(v) for v in lengths]
+
+
+def pairwise(x: torch.Tensor, y: torch.Tensor, norm: int = 2) -> torch.Tensor:
+    """(N, M) squared Euclidean (norm 2) or L1 (norm 1) distances between two (N, D), (M, D) clouds."""
+    diff = x[:, None, :] - y[None, :, :]
+    return diff.square().sum(-1) if norm == 2 else diff.abs().sum(-1)
+
+
+def knn_points(x, y, K, x_lengths=None, y_lengths=None, norm=2):
+    """(dists, idx) of the K nearest y points, sorted by (distance, index); padding 0 / -1."""
+    B, N, _ = x.shape
+    dists = torch.zeros(B, N, K, dtype=x.dtype)
+    idx = torch.full((B, N, K), -1, dtype=torch.int64)
+    for b, (n, m) in enumerate(zip(_lengths(x, x_lengths), _lengths(y, y_lengths))):
+        if n == 0 or m == 0:
+            continue
+        d = pairwise(x[b, :n], y[b, :m], norm)
+        order = torch.sort(d, dim=1, stable=True)  # stable: ties keep the smaller index first
+        k = min(K, m)
+        dists[b, :n, :k] = order.values[:, :k]
+        idx[b, :n, :k] = order.indices[:, :k]
+    return dists, idx
+
+
+def nearest(x, y, x_lengths=None, y_lengths=None):
+    """Per cloud: (squared distance to the nearest y point, its index) for every valid x point."""
+    out = []
+    for b, (n, m) in enumerate(zip(_lengths(x, x_lengths), _lengths(y, y_lengths))):
+        if n == 0 or m == 0:
+            out.append((x.new_zeros(n), torch.full((n,), -1, dtype=torch.int64)))
+            continue
+        d = pairwise(x[b, :n], y[b, :m])
+        value, index = d.min(1)
+        out.append((value, index))
+    return out
+
+
+def chamfer_distance(
+    x,
+    y,
+    x_lengths=None,
+    y_lengths=None,
+    x_normals=None,
+    y_normals=None,
+    weights=None,
+    batch_reduction="mean",
+    point_reduction="mean",
+    norm=2,
+    single_directional=False,
+    abs_cosine=True,
+):
+    """PyTorch3D's chamfer_distance, written out cloud by cloud."""
+    B = x.shape[0]
+    xl, yl = _lengths(x, x_lengths), _lengths(y, y_lengths)
+    use_normals = x_normals is not None and y_normals is not None
+
+    def one_way(a, b_, al, bl, an, bn):
+        terms, nterms = [], []
+        for b in range(B):
+            n, m = al[b], bl[b]
+            w = 1.0 if weights is None else weights[b]
+            if n == 0:
+                terms.append(a.new_zeros(0))
+                nterms.append(a.new_zeros(0))
+                continue
+            if m == 0:  # PyTorch3D: distance 0, and the normal is compared with a zero vector (cos 0)
+                terms.append(a.new_zeros(n))
+                nterms.append(a.new_ones(n) * w)
+                continue
+            d = pairwise(a[b, :n], b_[b, :m], norm)
+            value, index = d.min(1)
+            terms.append(value * w)
+            if use_normals:
+                cos = torch.nn.functional.cosine_similarity(an[b, :n], bn[b, index], dim=1, eps=1e-6)
+                nterms.append((1 - (cos.abs() if abs_cosine else cos)) * w)
+        return terms, nterms
+
+    def reduce_points(terms, lengths, width):
+        if point_reduction is None:
+            out = torch.stack([torch.cat([t, t.new_zeros(width - t.shape[0])]) for t in terms])
+            return out
+        if point_reduction == "max":
+            return torch.stack([t.max() if t.numel() else t.new_zeros(()) for t in terms])
+        s = torch.stack([t.sum() for t in terms])
+        if point_reduction == "mean":
+            s = s / torch.tensor([max(v, 1) for v in lengths], dtype=s.dtype)
+        return s
+
+    cx, nx = one_way(x, y, xl, yl, x_normals, y_normals)
+    rx = reduce_points(cx, xl, x.shape[1])
+    rnx = reduce_points(nx, xl, x.shape[1]) if use_normals else None
+    if single_directional:
+        loss, loss_n = rx, rnx
+    else:
+        cy, ny = one_way(y, x, yl, xl, y_normals, x_normals)
+        ry = reduce_points(cy, yl, y.shape[1])
+        rny = reduce_points(ny, yl, y.shape[1]) if use_normals else None
+        if point_reduction is None:
+            return (rx, ry), ((rnx, rny) if use_normals else None)
+        if point_reduction == "max":
+            loss, loss_n = torch.maximum(rx, ry), None
+        else:
+            loss, loss_n = rx + ry, (rnx + rny if use_normals else None)
+    if point_reduction is None or batch_reduction is None:
+        return loss, loss_n
+    loss = loss.sum()
+    loss_n = None if loss_n is None else loss_n.sum()
+    if batch_reduction == "mean":
+        div = float(B) if weights is None else (float(weights.sum()) if float(weights.sum()) != 0 else 1.0)
+        loss = loss / div
+        loss_n = None if loss_n is None else loss_n / div
+    return loss, loss_n
+
+
+def chamfer(x, y, squared, halve, x_lengths=None, y_lengths=None):
+    """(B,) Chamfer distance s * (mean_i d(x_i, Y)^p + mean_j d(y_j, X)^p), NaN for empty clouds."""
+    out = []
+    for (dx, _), (dy, _) in zip(nearest(x, y, x_lengths, y_lengths), nearest(y, x, y_lengths, x_lengths)):
+        if dx.numel() == 0 or dy.numel() == 0:
+            out.append(torch.tensor(float("nan"), dtype=x.dtype))
+            continue
+        if not squared:
+            dx, dy = dx.sqrt(), dy.sqrt()
+        value = dx.mean() + dy.mean()
+        out.append(0.5 * value if halve else value)
+    return torch.stack(out)
+
+
+def hausdorff(x, y, x_lengths=None, y_lengths=None):
+    """(B,) symmetric Hausdorff distance max(max_i d(x_i, Y), max_j d(y_j, X)), NaN for empty clouds."""
+    out = []
+    for (dx, _), (dy, _) in zip(nearest(x, y, x_lengths, y_lengths), nearest(y, x, y_lengths, x_lengths)):
+        if dx.numel() == 0 or dy.numel() == 0:
+            out.append(torch.tensor(float("nan"), dtype=x.dtype))
+        else:
+            out.append(torch.maximum(dx.max(), dy.max()).sqrt())
+    return torch.stack(out)
+
+
+def fscore(x, y, thresholds, x_lengths=None, y_lengths=None):
+    """(fscore, precision, recall), each (B, T): strict d < tau, F = 0 when P + R = 0."""
+    tau = torch.as_tensor(thresholds, dtype=x.dtype).reshape(-1)
+    fs, ps, rs = [], [], []
+    for (dx, _), (dy, _) in zip(nearest(x, y, x_lengths, y_lengths), nearest(y, x, y_lengths, x_lengths)):
+        if dx.numel() == 0 or dy.numel() == 0:
+            nan = torch.full_like(tau, float("nan"))
+            fs.append(nan)
+            ps.append(nan)
+            rs.append(nan)
+            continue
+        p = (dx.sqrt()[:, None] < tau).to(x.dtype).mean(0)
+        r = (dy.sqrt()[:, None] < tau).to(x.dtype).mean(0)
+        fs.append(torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-30), torch.zeros_like(p)))
+        ps.append(p)
+        rs.append(r)
+    return torch.stack(fs), torch.stack(ps), torch.stack(rs)

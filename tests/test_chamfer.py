@@ -1,0 +1,138 @@
+"""chamfer_distance (PyTorch3D semantics) and the CD-L1 / CD-L2 conventions."""
+
+import itertools
+import warnings
+
+import pytest
+import torch
+from conftest import ragged
+
+import pointmetrics as pm
+from pointmetrics import reference
+
+
+def normals_like(points, gen):
+    n = torch.randn(points.shape, generator=gen, dtype=points.dtype)
+    return n / n.norm(dim=-1, keepdim=True)
+
+
+def assert_same(got, want):
+    if isinstance(want, tuple):
+        assert isinstance(got, tuple) and len(got) == len(want)
+        for g, w in zip(got, want):
+            assert_same(g, w)
+    elif want is None:
+        assert got is None
+    else:
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+CASES = list(itertools.product(["mean", "sum", None], ["mean", "sum", "max", None], [1, 2], [False, True]))
+
+
+@pytest.mark.parametrize("batch_reduction,point_reduction,norm,single", CASES)
+def test_matches_reference_semantics(gen, batch_reduction, point_reduction, norm, single):
+    if point_reduction is None and batch_reduction is not None:
+        pytest.skip("rejected combination, tested in test_validation")
+    x, xl = ragged(gen, 3, 40, 3)
+    y, yl = ragged(gen, 3, 30, 3, low=1)
+    weights = torch.rand(3, generator=gen, dtype=torch.float64)
+    use_normals = point_reduction != "max"
+    xn = normals_like(x, gen) if use_normals else None
+    yn = normals_like(y, gen) if use_normals else None
+    for w, abs_cosine in [(None, True), (weights, False)]:
+        kwargs = dict(
+            x_lengths=xl,
+            y_lengths=yl,
+            x_normals=xn,
+            y_normals=yn,
+            weights=w,
+            batch_reduction=batch_reduction,
+            point_reduction=point_reduction,
+            norm=norm,
+            single_directional=single,
+            abs_cosine=abs_cosine,
+        )
+        assert_same(pm.chamfer_distance(x, y, **kwargs), reference.chamfer_distance(x, y, **kwargs))
+
+
+def test_zero_weights_give_zero_loss(gen):
+    x, y = torch.rand(2, 10, 3, generator=gen), torch.rand(2, 12, 3, generator=gen)
+    loss, _ = pm.chamfer_distance(x, y, weights=torch.zeros(2))
+    assert loss.item() == 0.0
+
+
+def test_empty_clouds_contribute_zero_like_pytorch3d():
+    x = torch.rand(2, 5, 3, dtype=torch.float64)
+    y = torch.rand(2, 6, 3, dtype=torch.float64)
+    xl, yl = torch.tensor([0, 5]), torch.tensor([6, 0])
+    got = pm.chamfer_distance(x, y, x_lengths=xl, y_lengths=yl, batch_reduction=None)[0]
+    want = reference.chamfer_distance(x, y, x_lengths=xl, y_lengths=yl, batch_reduction=None)[0]
+    torch.testing.assert_close(got, want)
+    assert torch.isfinite(got).all()
+
+
+def test_gradients_reach_points_normals_and_weights(gen):
+    x = torch.rand(2, 8, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    xn = normals_like(x.detach(), gen).requires_grad_()
+    yn = normals_like(y.detach(), gen).requires_grad_()
+    w = torch.rand(2, generator=gen, dtype=torch.float64, requires_grad=True)
+    xl, yl = torch.tensor([8, 5]), torch.tensor([6, 4])
+
+    def f(a, b, an, bn, ww):
+        loss, loss_n = pm.chamfer_distance(a, b, xl, yl, an, bn, ww, abs_cosine=False)
+        return loss + loss_n
+
+    assert torch.autograd.gradcheck(f, (x, y, xn, yn, w))
+    assert torch.autograd.gradgradcheck(lambda a, b: pm.chamfer_distance(a, b, xl, yl)[0], (x, y))
+
+
+def test_cd_conventions_match_formulas(gen):
+    x, xl = ragged(gen, 3, 50, 3, low=1)
+    y, yl = ragged(gen, 3, 40, 3, low=1)
+    for squared, halve in itertools.product([False, True], [False, True]):
+        got = pm.chamfer(x, y, squared=squared, halve=halve, x_lengths=xl, y_lengths=yl, reduction=None)
+        torch.testing.assert_close(got, reference.chamfer(x, y, squared, halve, xl, yl))
+    l1 = pm.chamfer_l1(x, y, xl, yl, reduction=None)
+    l2 = pm.chamfer_l2(x, y, xl, yl, reduction=None)
+    torch.testing.assert_close(l1, reference.chamfer(x, y, False, True, xl, yl))
+    torch.testing.assert_close(l2, reference.chamfer(x, y, True, False, xl, yl))
+    # CD-L2 is PyTorch3D's default loss per cloud
+    torch.testing.assert_close(l2, pm.chamfer_distance(x, y, xl, yl, batch_reduction=None)[0])
+    torch.testing.assert_close(pm.chamfer_l1(x, y, xl, yl), l1.mean())
+    torch.testing.assert_close(pm.chamfer_l1(x, y, xl, yl, reduction="sum"), l1.sum())
+
+
+def test_unsquared_gradient_is_finite_at_zero_distance(gen):
+    x = torch.rand(1, 20, 3, generator=gen, dtype=torch.float64)
+    y = x.clone()
+    x.requires_grad_()
+    y.requires_grad_()
+    pm.chamfer_l1(x, y).backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+    assert (x.grad == 0).all()
+
+
+def test_cd_l1_gradcheck(gen):
+    x = torch.rand(2, 9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 7, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: pm.chamfer_l1(a, b), (x, y))
+    assert torch.autograd.gradgradcheck(lambda a, b: pm.chamfer_l1(a, b), (x, y))
+
+
+def test_cd_of_empty_cloud_is_nan_with_warning():
+    x = torch.rand(2, 5, 3)
+    y = torch.rand(2, 5, 3)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        v = pm.chamfer_l1(x, y, x_lengths=torch.tensor([5, 0]), reduction=None)
+    assert torch.isfinite(v[0]) and torch.isnan(v[1])
+
+
+def test_translation_gives_known_distance():
+    x = torch.rand(1, 500, 3, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.0])  # a plane
+    y = x + torch.tensor([0.0, 0.0, 0.25], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(pm.chamfer_l1(x, y), torch.tensor(0.25, dtype=torch.float64))
+        torch.testing.assert_close(pm.chamfer_l2(x, y), torch.tensor(2 * 0.0625, dtype=torch.float64))

@@ -1,0 +1,67 @@
+"""CPU and CUDA agree. Skipped without a GPU, never deleted."""
+
+import pytest
+import torch
+
+import pointmetrics as pm
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def sphere(n, gen):
+    v = torch.randn(n, 3, generator=gen)
+    return v / v.norm(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("n,m", [(500, 700), (20_000, 30_000)])  # brute-force and grid paths
+@pytest.mark.parametrize("K", [1, 5, 20])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_knn_cpu_and_cuda_agree(gen, n, m, K, dtype):
+    x = torch.rand(2, n, 3, generator=gen).to(dtype)
+    y = torch.rand(2, m, 3, generator=gen).to(dtype)
+    xl, yl = torch.tensor([n, n // 2]), torch.tensor([m, m - 3])
+    cpu = pm.knn_points(x, y, K=K, x_lengths=xl, y_lengths=yl)
+    gpu = pm.knn_points(x.cuda(), y.cuda(), K=K, x_lengths=xl.cuda(), y_lengths=yl.cuda())
+    assert torch.equal(cpu.idx, gpu.idx.cpu())
+    assert torch.equal(cpu.dists, gpu.dists.cpu())
+
+
+@pytest.mark.parametrize("kind", ["sphere", "clusters", "far"])
+def test_knn_paths_agree(gen, kind):
+    y = sphere(40_000, gen)
+    x = torch.rand(30_000, 3, generator=gen) * 2 - 1
+    if kind == "clusters":
+        y = y * 1e-3 + torch.randint(0, 4, (40_000, 1), generator=gen).float() * 10
+    if kind == "far":
+        x[:2000] *= 100
+    cpu = pm.knn_points(x, y, K=3)
+    gpu = pm.knn_points(x.cuda(), y.cuda(), K=3)
+    assert torch.equal(cpu.idx, gpu.idx.cpu())
+
+
+def test_knn_high_dimension_and_l1(gen):
+    x, y = torch.rand(3, 300, 7, generator=gen), torch.rand(3, 200, 7, generator=gen)
+    for norm in (1, 2):
+        cpu = pm.knn_points(x, y, K=4, norm=norm)
+        gpu = pm.knn_points(x.cuda(), y.cuda(), K=4, norm=norm)
+        assert torch.equal(cpu.idx, gpu.idx.cpu())
+
+
+def test_chamfer_and_gradients_agree(gen):
+    x = torch.rand(4, 3000, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(4, 2000, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    xc, yc = x.detach().cuda().requires_grad_(), y.detach().cuda().requires_grad_()
+    for f in (lambda a, b: pm.chamfer_distance(a, b)[0], pm.chamfer_l1, pm.chamfer_l2):
+        loss, loss_c = f(x, y), f(xc, yc)
+        gx, gy = torch.autograd.grad(loss, (x, y))
+        gxc, gyc = torch.autograd.grad(loss_c, (xc, yc))
+        torch.testing.assert_close(loss, loss_c.cpu())
+        torch.testing.assert_close(gx, gxc.cpu())
+        torch.testing.assert_close(gy, gyc.cpu())
+
+
+def test_opcheck_cuda(gen):
+    x = torch.rand(2, 20, 3, generator=gen, device="cuda", requires_grad=True)
+    y = torch.rand(2, 15, 3, generator=gen, device="cuda", requires_grad=True)
+    lengths = torch.tensor([20, 11], device="cuda"), torch.tensor([15, 2], device="cuda")
+    torch.library.opcheck(torch.ops.pointmetrics.knn, (x, y, *lengths, 3, 2))

@@ -1,0 +1,218 @@
+"""knn_points against the float64 brute-force reference, scipy, and the CUDA plan run on the CPU."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import ragged
+from scipy.spatial import cKDTree
+
+import pointmetrics as pm
+from pointmetrics import reference
+
+ops = torch.ops.pointmetrics
+
+
+def assert_matches_reference(x, y, K, xl, yl, norm):
+    got = pm.knn_points(x, y, K=K, x_lengths=xl, y_lengths=yl, norm=norm)
+    want_d, want_i = reference.knn_points(x, y, K, xl, yl, norm)
+    assert torch.equal(got.idx, want_i)
+    torch.testing.assert_close(got.dists, want_d, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("D", [1, 2, 3, 5])
+@pytest.mark.parametrize("K", [1, 2, 5, 16])
+@pytest.mark.parametrize("norm", [1, 2])
+def test_ragged_batches_match_reference(gen, D, K, norm):
+    x, xl = ragged(gen, 4, 300, D)
+    y, yl = ragged(gen, 4, 200, D, low=1)
+    assert_matches_reference(x, y, K, xl, yl, norm)
+
+
+def clouds(kind, gen, n, dtype=torch.float64):
+    """Point sets that push the search into each of its paths."""
+    if kind == "uniform":
+        return torch.rand(n, 3, generator=gen, dtype=dtype)
+    if kind == "sphere":  # a surface: the grid refines its cells
+        v = torch.randn(n, 3, generator=gen, dtype=dtype)
+        return v / v.norm(dim=1, keepdim=True)
+    if kind == "clusters":  # tight clusters far apart: the grid is crowded, the kd-tree takes over
+        centres = torch.randint(0, 4, (n, 1), generator=gen).to(dtype) * 10
+        return centres + 1e-3 * torch.randn(n, 3, generator=gen, dtype=dtype)
+    if kind == "line":
+        return torch.rand(n, 1, generator=gen, dtype=dtype) * torch.tensor([[1.0, 2.0, 3.0]], dtype=dtype)
+    if kind == "grid":  # integer lattice: many exactly tied distances
+        return torch.randint(0, 6, (n, 3), generator=gen).to(dtype)
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("target", ["uniform", "sphere", "clusters", "line", "grid"])
+@pytest.mark.parametrize("query", ["uniform", "sphere", "far"])
+@pytest.mark.parametrize("K", [1, 4])
+def test_distributions_match_reference(gen, target, query, K):
+    y = clouds(target, gen, 3000)
+    if query == "far":  # mostly near the data, some far away: the deferred second pass runs
+        x = torch.cat(
+            [
+                y[:1500] + 0.01 * torch.randn(1500, 3, generator=gen, dtype=y.dtype),
+                50 * torch.randn(500, 3, generator=gen, dtype=y.dtype),
+            ]
+        )
+    else:
+        x = clouds(query, gen, 2000)
+    assert_matches_reference(x[None], y[None], K, None, None, 2)
+
+
+@pytest.mark.parametrize("target", ["uniform", "sphere", "clusters", "grid"])
+@pytest.mark.parametrize("far_queries", [3, 400])
+def test_cuda_plan_on_cpu_matches_cpu_plan(gen, target, far_queries):
+    """The CUDA backend's plan (ATen-built grids and trees, one decision per batch) gives the same
+    neighbours as the CPU plan; few and many far queries take the grid fallback and the tree."""
+    y = torch.stack([clouds(target, gen, 4000), clouds("uniform", gen, 4000)]).float()
+    x = torch.cat([clouds("uniform", gen, 3000), 100 * torch.randn(far_queries, 3, generator=gen)])
+    x = torch.stack([x, x.flip(0)]).float()
+    xl = torch.tensor([x.shape[1], x.shape[1] - 7])
+    yl = torch.tensor([4000, 3111])
+    for K in (1, 3, 20):
+        fast = ops.knn(x, y, xl, yl, K, 2)
+        portable = ops._knn_portable(x, y, xl, yl, K, 2)
+        assert torch.equal(fast[1], portable[1])
+        assert torch.equal(fast[0], portable[0])
+
+
+def test_matches_scipy_on_1e5_points(gen):
+    x = torch.rand(100_000, 3, generator=gen)
+    y = torch.rand(100_000, 3, generator=gen)
+    got = pm.knn_points(x, y, K=8)
+    d, i = cKDTree(y.double().numpy()).query(x.double().numpy(), k=8)
+    np.testing.assert_allclose(got.dists.sqrt().numpy(), d, rtol=1e-5, atol=1e-7)
+    # Indices agree except where float32 distances tie: check the chosen points are as close.
+    chosen = (x[:, None, :].double() - y.double()[got.idx]).norm(dim=-1).numpy()
+    np.testing.assert_allclose(chosen, d, rtol=1e-5, atol=1e-7)
+    assert (got.idx.numpy() == i).mean() > 0.999
+
+
+def test_ties_go_to_the_smallest_index(gen):
+    y = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 0, 0], [-1, 0, 0], [1, 0, 0]], dtype=torch.float64)
+    x = torch.tensor([[0.0, 0, 0], [0.5, 0, 0], [2, 0, 0]], dtype=torch.float64)
+    r = pm.knn_points(x, y, K=3)
+    assert r.idx.tolist() == [[0, 2, 1], [0, 1, 2], [1, 4, 0]]
+    # duplicated targets: every copy is an exact tie
+    y = torch.rand(50, 3, generator=gen, dtype=torch.float64).repeat(20, 1)
+    x = torch.rand(200, 3, generator=gen, dtype=torch.float64)
+    assert_matches_reference(x[None], y[None], 3, None, None, 2)
+
+
+def test_fewer_targets_than_k_and_empty_clouds():
+    x = torch.rand(2, 5, 3, dtype=torch.float64)
+    y = torch.rand(2, 4, 3, dtype=torch.float64)
+    r = pm.knn_points(x, y, K=6, x_lengths=torch.tensor([5, 3]), y_lengths=torch.tensor([2, 0]))
+    assert (r.idx[0, :, 2:] == -1).all() and (r.dists[0, :, 2:] == 0).all()
+    assert (r.idx[1] == -1).all() and (r.dists[1] == 0).all()
+    assert (r.idx[0, :, :2] >= 0).all()
+    r = pm.knn_points(x[:, :0], y, K=2)
+    assert r.idx.shape == (2, 0, 2)
+
+
+def test_single_cloud_and_list_inputs(gen):
+    x = torch.rand(30, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(40, 3, generator=gen, dtype=torch.float64)
+    single = pm.knn_points(x, y, K=2)
+    assert single.idx.shape == (30, 2)
+    listed = pm.knn_points([x, x[:10]], [y, y[:5]], K=2)
+    assert torch.equal(listed.idx[0], single.idx)
+    assert (listed.idx[1, 10:] == -1).all()
+
+
+def test_return_nn_gathers_neighbours(gen):
+    x = torch.rand(2, 20, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(2, 30, 3, generator=gen, dtype=torch.float64)
+    r = pm.knn_points(x, y, K=3, return_nn=True)
+    expect = torch.stack([y[b][r.idx[b]] for b in range(2)])
+    assert torch.equal(r.knn, expect)
+    torch.testing.assert_close(((x[:, :, None] - r.knn) ** 2).sum(-1), r.dists)
+
+
+def test_noncontiguous_and_expanded_inputs(gen):
+    base = torch.rand(3, 50, 6, generator=gen, dtype=torch.float64)
+    x = base[:, :, ::2]  # non-contiguous
+    y = torch.rand(1, 40, 3, generator=gen, dtype=torch.float64).expand(3, 40, 3)
+    a = pm.knn_points(x, y, K=4)
+    b = pm.knn_points(x.contiguous(), y.contiguous(), K=4)
+    assert torch.equal(a.idx, b.idx) and torch.equal(a.dists, b.dists)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_low_precision_inputs_are_computed_in_float32(gen, dtype):
+    x = torch.rand(1, 200, 3, generator=gen).to(dtype)
+    y = torch.rand(1, 300, 3, generator=gen).to(dtype)
+    r = pm.knn_points(x, y, K=2)
+    assert r.dists.dtype == torch.float32
+    want_d, _ = reference.knn_points(x.double(), y.double(), 2)
+    torch.testing.assert_close(r.dists.double(), want_d, rtol=1e-5, atol=1e-7)
+
+
+def test_same_output_on_every_run(gen):
+    x = torch.rand(1, 5000, 3, generator=gen)
+    y = torch.rand(1, 5000, 3, generator=gen)
+    first = pm.knn_points(x, y, K=4)
+    for _ in range(3):
+        again = pm.knn_points(x, y, K=4)
+        assert torch.equal(first.idx, again.idx) and torch.equal(first.dists, again.dists)
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+def test_gradcheck_and_gradgradcheck(gen, norm):
+    x = torch.rand(2, 12, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    xl, yl = torch.tensor([12, 7]), torch.tensor([9, 4])
+
+    def f(a, b):
+        return pm.knn_points(a, b, K=3, x_lengths=xl, y_lengths=yl, norm=norm).dists
+
+    assert torch.autograd.gradcheck(f, (x, y))
+    if norm == 2:
+        assert torch.autograd.gradgradcheck(f, (x, y))
+
+
+def test_padding_receives_no_gradient(gen):
+    x = torch.rand(1, 10, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(1, 8, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    d = pm.knn_points(x, y, K=2, x_lengths=torch.tensor([6]), y_lengths=torch.tensor([5])).dists
+    d.sum().backward()
+    assert (x.grad[0, 6:] == 0).all() and (y.grad[0, 5:] == 0).all()
+    assert (x.grad[0, :6] != 0).any()
+
+
+def test_raw_op_gradcheck_through_registered_autograd(gen):
+    x = torch.rand(2, 7, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    lengths = (torch.tensor([7, 5]), torch.tensor([6, 3]))
+    for norm in (1, 2):
+        assert torch.autograd.gradcheck(lambda a, b, norm=norm: ops.knn(a, b, *lengths, 2, norm)[0], (x, y))
+
+
+@pytest.mark.parametrize("op", ["knn", "_knn_portable"])
+def test_opcheck(gen, op):
+    x = torch.rand(2, 20, 3, generator=gen, requires_grad=True)
+    y = torch.rand(2, 15, 3, generator=gen, requires_grad=True)
+    samples = [
+        (x, y, torch.tensor([20, 11]), torch.tensor([15, 2]), 3, 2),
+        (x.detach().double(), y.detach().double(), torch.tensor([20, 0]), torch.tensor([15, 15]), 1, 1),
+        (
+            torch.rand(1, 9, 5, generator=gen),
+            torch.rand(1, 4, 5, generator=gen),
+            torch.tensor([9]),
+            torch.tensor([4]),
+            6,
+            2,
+        ),
+    ]
+    for args in samples:
+        torch.library.opcheck(getattr(ops, op), args)
+
+
+def test_torch_compile(gen):
+    x = torch.rand(2, 64, 3, generator=gen)
+    y = torch.rand(2, 48, 3, generator=gen)
+    compiled = torch.compile(lambda a, b: pm.knn_points(a, b, K=2).dists.sum(), backend="aot_eager")
+    torch.testing.assert_close(compiled(x, y), pm.knn_points(x, y, K=2).dists.sum())
