@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from . import _C  # noqa: F401  (importing registers torch.ops.pointmetrics.*)
+try:
+    from . import _C  # noqa: F401  (importing registers torch.ops.pointmetrics.*)
+except ImportError as error:  # pragma: no cover - depends on how the package was installed
+    raise ImportError(
+        "pointmetrics: the compiled extension pointmetrics._C is missing. If you are running from the "
+        "source tree, build it in place with `pip install --no-build-isolation -e .` (or run from another "
+        f"directory after `pip install --no-build-isolation .`). Original error: {error}"
+    ) from error
 
 ops = torch.ops.pointmetrics
 
