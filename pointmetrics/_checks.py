@@ -85,7 +85,8 @@ def as_padded(
     if points.shape[2] < 1:
         raise ValueError(f"{name} has points of dimension 0")
     B, N, _ = points.shape
-    if lengths is None:
+    full = lengths is None
+    if full:
         lengths = torch.full((B,), N, dtype=torch.int64, device=points.device)
     else:
         if not isinstance(lengths, torch.Tensor):
@@ -99,9 +100,12 @@ def as_padded(
         lengths = lengths.to(torch.int64)
         checks.add(((lengths < 0) | (lengths > N)).any(), f"{name}_lengths values must lie in [0, {N}]")
     if finite and points.numel() > 0:
-        valid = torch.arange(N, device=points.device)[None, :] < lengths[:, None]
-        bad = ~torch.isfinite(points).all(-1) & valid
-        checks.add(bad.any(), f"{name} contains NaN or Inf coordinates")
+        if full:
+            bad = ~torch.isfinite(points).all()
+        else:  # padding past the lengths may hold anything
+            valid = torch.arange(N, device=points.device)[None, :] < lengths[:, None]
+            bad = (~torch.isfinite(points).all(-1) & valid).any()
+        checks.add(bad, f"{name} contains NaN or Inf coordinates")
     return points, lengths, unbatched
 
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "grid.h"
+#include "parallel.h"
 
 namespace pm {
 

@@ -20,16 +20,19 @@ ParamTensors param_tensors(const std::vector<GridParams>& params, const at::Devi
   auto o = at::empty({B, 1, 3}, at::kDouble), ih = at::empty({B, 1, 1}, at::kDouble);
   auto dm = at::empty({B, 1, 3}, at::kDouble), dxy = at::empty({B, 1, 2}, at::kLong);
   auto off = at::empty({B, 1}, at::kLong);
+  auto oa = o.accessor<double, 3>(), iha = ih.accessor<double, 3>(), dma = dm.accessor<double, 3>();
+  auto dxya = dxy.accessor<int64_t, 3>();
+  auto offa = off.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B; ++b) {
     const GridParams& p = params[b];
     for (int a = 0; a < 3; ++a) {
-      o[b][0][a] = p.origin[a];
-      dm[b][0][a] = static_cast<double>(p.dims[a] - 1);
+      oa[b][0][a] = p.origin[a];
+      dma[b][0][a] = static_cast<double>(p.dims[a] - 1);
     }
-    ih[b][0][0] = p.inv_h;
-    dxy[b][0][0] = p.dims[0];
-    dxy[b][0][1] = p.dims[1];
-    off[b][0] = p.cell_offset;
+    iha[b][0][0] = p.inv_h;
+    dxya[b][0][0] = p.dims[0];
+    dxya[b][0][1] = p.dims[1];
+    offa[b][0] = p.cell_offset;
   }
   return {o.to(device), ih.to(device), dm.to(device), dxy.to(device), off.to(device)};
 }

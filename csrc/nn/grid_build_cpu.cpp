@@ -29,15 +29,21 @@ int64_t cell_of(const GridParams& p, const scalar_t* q) {
   return linear_cell(p, cell_coord(p, q[0], 0), cell_coord(p, q[1], 1), cell_coord(p, q[2], 2));
 }
 
+// Cell of every point (in parallel: the double arithmetic dominates), then the counts.
+// Inside a parallel region (clouds built in parallel) the inner parallel_for runs inline.
+template <typename scalar_t>
+void cells_of(const GridParams& p, const scalar_t* pts, int64_t n, std::vector<int32_t>& cell) {
+  cell.resize(n);
+  at::parallel_for(0, n, 16384, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) cell[i] = static_cast<int32_t>(cell_of(p, pts + 3 * i));
+  });
+}
+
 template <typename scalar_t>
 void assign_cells(const scalar_t* pts, int64_t n, CloudCells& c) {
+  cells_of(c.p, pts, n, c.cell);
   c.count.assign(num_cells(c.p), 0);
-  c.cell.resize(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t lin = cell_of(c.p, pts + 3 * i);
-    c.cell[i] = static_cast<int32_t>(lin);
-    ++c.count[lin];
-  }
+  for (int64_t i = 0; i < n; ++i) ++c.count[c.cell[i]];
 }
 
 template <typename scalar_t>
@@ -88,9 +94,7 @@ BatchGrid build_cpu(const at::Tensor& points, const std::vector<int64_t>& length
   const scalar_t* base = points.data_ptr<scalar_t>();
   const double occupancy = target_occupancy(K);
   std::vector<CloudCells> clouds(B);
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) plan_cloud(base + b * M * 3, lengths[b], occupancy, clouds[b]);
-  });
+  for_each_cloud(B, [&](int64_t b) { plan_cloud(base + b * M * 3, lengths[b], occupancy, clouds[b]); });
 
   std::vector<int64_t> pt_offset(B + 1, 0);
   int64_t total_cells = 0, total_sat = 0;
@@ -115,30 +119,28 @@ BatchGrid build_cpu(const at::Tensor& points, const std::vector<int64_t>& length
   int32_t* sat = g.sat.data_ptr<int32_t>();
   cell_start[total_cells] = static_cast<int32_t>(pt_offset[B]);
 
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      CloudCells& c = clouds[b];
-      const int64_t cells = num_cells(c.p);
-      int32_t* start = cell_start + c.p.cell_offset;
-      int32_t running = static_cast<int32_t>(pt_offset[b]);
-      for (int64_t k = 0; k < cells; ++k) {
-        start[k] = running;
-        running += c.count[k];
-      }
-      std::vector<int32_t> cursor(start, start + cells);
-      const scalar_t* src = base + b * M * 3;
-      for (int64_t i = 0; i < lengths[b]; ++i) {
-        const int32_t pos = cursor[c.cell[i]]++;
-        for (int a = 0; a < 3; ++a) out_pts[3 * static_cast<int64_t>(pos) + a] = src[3 * i + a];
-        out_idx[pos] = i;
-      }
-      fill_sat(c.p, c.count, sat + c.p.sat_offset);
-      double squares = 0.0;
-      for (int32_t k : c.count) squares += static_cast<double>(k) * k;
-      c.p.crowding = lengths[b] > 0 ? squares / static_cast<double>(lengths[b]) : 0.0;
-      std::vector<int32_t>().swap(c.cell);
-      std::vector<int32_t>().swap(c.count);
+  for_each_cloud(B, [&](int64_t b) {
+    CloudCells& c = clouds[b];
+    const int64_t cells = num_cells(c.p);
+    int32_t* start = cell_start + c.p.cell_offset;
+    int32_t running = static_cast<int32_t>(pt_offset[b]);
+    for (int64_t k = 0; k < cells; ++k) {
+      start[k] = running;
+      running += c.count[k];
     }
+    std::vector<int32_t> cursor(start, start + cells);
+    const scalar_t* src = base + b * M * 3;
+    for (int64_t i = 0; i < lengths[b]; ++i) {
+      const int32_t pos = cursor[c.cell[i]]++;
+      for (int a = 0; a < 3; ++a) out_pts[3 * static_cast<int64_t>(pos) + a] = src[3 * i + a];
+      out_idx[pos] = i;
+    }
+    fill_sat(c.p, c.count, sat + c.p.sat_offset);
+    double squares = 0.0;
+    for (int32_t k : c.count) squares += static_cast<double>(k) * k;
+    c.p.crowding = lengths[b] > 0 ? squares / static_cast<double>(lengths[b]) : 0.0;
+    std::vector<int32_t>().swap(c.cell);
+    std::vector<int32_t>().swap(c.count);
   });
   for (int64_t b = 0; b < B; ++b) g.params.push_back(clouds[b].p);
   g.params_bytes = at::empty({static_cast<int64_t>(B * sizeof(GridParams))}, points.options().dtype(at::kByte));
@@ -153,19 +155,15 @@ std::vector<int64_t> order_cpu(const at::Tensor& queries, const std::vector<int6
   std::vector<int64_t> offset(B + 1, 0);
   for (int64_t b = 0; b < B; ++b) offset[b + 1] = offset[b] + lengths[b];
   std::vector<int64_t> order(offset[B]);
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const GridParams& p = grid.params[b];
-      const scalar_t* q = base + b * N * 3;
-      std::vector<int32_t> cell(lengths[b]);
-      std::vector<int64_t> start(num_cells(p) + 1, 0);
-      for (int64_t i = 0; i < lengths[b]; ++i) {
-        cell[i] = static_cast<int32_t>(cell_of(p, q + 3 * i));
-        ++start[cell[i] + 1];
-      }
-      for (size_t k = 1; k < start.size(); ++k) start[k] += start[k - 1];
-      for (int64_t i = 0; i < lengths[b]; ++i) order[offset[b] + start[cell[i]]++] = b * N + i;
-    }
+  for_each_cloud(B, [&](int64_t b) {
+    const GridParams& p = grid.params[b];
+    const scalar_t* q = base + b * N * 3;
+    std::vector<int32_t> cell;
+    cells_of(p, q, lengths[b], cell);
+    std::vector<int64_t> start(num_cells(p) + 1, 0);
+    for (int64_t i = 0; i < lengths[b]; ++i) ++start[cell[i] + 1];
+    for (size_t k = 1; k < start.size(); ++k) start[k] += start[k - 1];
+    for (int64_t i = 0; i < lengths[b]; ++i) order[offset[b] + start[cell[i]]++] = b * N + i;
   });
   return order;
 }

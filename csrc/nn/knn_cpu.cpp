@@ -53,8 +53,6 @@ bool deferred_needs_tree(int64_t deferred, int64_t points) { return deferred > 6
 
 namespace {
 
-constexpr int64_t kLocalK = 16;  // up to this K the running top-K lives on the stack
-
 std::vector<int64_t> host_lengths(const at::Tensor& lengths, int64_t limit, const char* name) {
   const at::Tensor l = lengths.cpu().contiguous();
   std::vector<int64_t> out(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
@@ -106,32 +104,37 @@ struct Searcher {
   // Searches `order` in parallel chunks; queries of grid clouds that need the fallback are
   // appended to `deferred` when `defer` is set. Within a chunk each query warm-starts from the
   // previous one: its K neighbours bound the next query's K-th distance.
+  //
+  // Queries in spatial order are scattered in memory. They are gathered into that order first,
+  // and results are written contiguously and scattered back at the end: two tight loops whose
+  // cache misses overlap, instead of misses inside the dependent search loop.
   void run(const Targets& t, const std::vector<int64_t>& order, bool defer, std::vector<int64_t>* deferred) const {
     const int64_t N = xq.size(1), M = y.size(1), D = y.size(2);
     const scalar_t* qbase = xq.data_ptr<scalar_t>();
     const scalar_t* ybase = y.data_ptr<scalar_t>();
     const int64_t total = order.size();
+    std::vector<scalar_t> q_sorted(3 * total), d_sorted(K * total);
+    std::vector<int64_t> i_sorted(K * total);
+    at::parallel_for(0, total, 4096, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) std::copy(qbase + order[p] * 3, qbase + order[p] * 3 + 3, &q_sorted[3 * p]);
+    });
     constexpr int64_t kChunk = 256;
     const int64_t chunks = (total + kChunk - 1) / kChunk;
     std::vector<std::vector<int64_t>> chunk_deferred(defer ? chunks : 0);
     at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        int64_t prev_b = -1, prev_row = -1;
-        const int64_t end = std::min(total, (c + 1) * kChunk);
-        for (int64_t pos = c * kChunk; pos < end; ++pos) {
-          if (pos + 8 < end) {  // queries come in spatial order, i.e. scattered in memory
-            __builtin_prefetch(qbase + order[pos + 8] * 3);
-            __builtin_prefetch(out_i + order[pos + 8] * K, 1);
-            __builtin_prefetch(out_d + order[pos + 8] * K, 1);
-          }
-          const int64_t flat = order[pos], b = flat / N;
-          // A local copy: the compiler need not reload the query after each top-K update.
-          const scalar_t q[3] = {qbase[flat * 3], qbase[flat * 3 + 1], qbase[flat * 3 + 2]};
+        int64_t prev_b = -1;
+        const int64_t* prev_i = nullptr;
+        for (int64_t pos = c * kChunk; pos < std::min(total, (c + 1) * kChunk); ++pos) {
+          const int64_t b = order[pos] / N;
+          const scalar_t q[3] = {q_sorted[3 * pos], q_sorted[3 * pos + 1], q_sorted[3 * pos + 2]};
+          scalar_t* row_d = &d_sorted[K * pos];
+          int64_t* row_i = &i_sorted[K * pos];
           scalar_t bound = std::numeric_limits<scalar_t>::infinity();
-          if (b == prev_b && out_i[prev_row * K + K - 1] >= 0) {
+          if (b == prev_b && prev_i[K - 1] >= 0) {
             bound = 0;
             for (int64_t k = 0; k < K; ++k) {
-              const scalar_t* p = ybase + (b * M + out_i[prev_row * K + k]) * D;
+              const scalar_t* p = ybase + (b * M + prev_i[k]) * D;
               bound = std::max(bound, point_distance<NORM>(q, p, static_cast<int>(D)));
             }
           }
@@ -139,29 +142,31 @@ struct Searcher {
           if (K == 1) {  // the Chamfer case: the running best stays in registers
             Top1<scalar_t> top{0, -1, 0, bound};
             done = search_one(t, b, q, defer, top);
-            out_d[flat] = done && top.count ? top.d : scalar_t(0);
-            out_i[flat] = done && top.count ? top.i : -1;
+            row_d[0] = done && top.count ? top.d : scalar_t(0);
+            row_i[0] = done && top.count ? top.i : -1;
           } else {
-            scalar_t local_d[kLocalK];
-            int64_t local_i[kLocalK];
-            const bool local = K <= kLocalK;
-            TopK<scalar_t> top{local ? local_d : out_d + flat * K, local ? local_i : out_i + flat * K,
-                               static_cast<int>(K), 0, bound};
+            TopK<scalar_t> top{row_d, row_i, static_cast<int>(K), 0, bound};
             done = search_one(t, b, q, defer, top);
             // Every row is written in full: found neighbours, then padding (dist 0, index -1).
-            for (int64_t k = 0; k < K; ++k) {
-              const bool found = done && k < top.count;
-              out_d[flat * K + k] = found ? top.d[k] : scalar_t(0);
-              out_i[flat * K + k] = found ? top.i[k] : -1;
+            for (int64_t k = done ? top.count : 0; k < K; ++k) {
+              row_d[k] = 0;
+              row_i[k] = -1;
             }
           }
           if (!done) {
-            chunk_deferred[c].push_back(flat);
-            continue;  // its row is incomplete: no warm start from it
+            chunk_deferred[c].push_back(order[pos]);
+            prev_b = -1;  // its row is incomplete: no warm start from it
+            continue;
           }
           prev_b = b;
-          prev_row = flat;
+          prev_i = row_i;
         }
+      }
+    });
+    at::parallel_for(0, total, 4096, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        std::copy(&d_sorted[K * p], &d_sorted[K * p] + K, out_d + order[p] * K);
+        std::copy(&i_sorted[K * p], &i_sorted[K * p] + K, out_i + order[p] * K);
       }
     });
     for (const auto& d : chunk_deferred) deferred->insert(deferred->end(), d.begin(), d.end());

@@ -11,6 +11,7 @@
 
 #include <vector>
 
+#include "parallel.h"
 #include "point_tree.h"
 
 namespace pm {

@@ -136,14 +136,7 @@ BatchTree build_cpu(const at::Tensor& points, const std::vector<int64_t>& length
     }
     fill_boxes(pts, n, P, t.lo.data_ptr<scalar_t>() + b * 2 * P * 3, t.hi.data_ptr<scalar_t>() + b * 2 * P * 3);
   };
-  // Few clouds: one at a time, each partition level in parallel. Many: clouds in parallel.
-  if (B < at::get_num_threads()) {
-    for (int64_t b = 0; b < B; ++b) build_one(b);
-  } else {
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) build_one(b);
-    });
-  }
+  for_each_cloud(B, build_one);
   return t;
 }
 
