@@ -131,7 +131,9 @@ class Correspondences:
         _warn_if_empty(self.x_lengths, self.y_lengths, "chamfer")
         dx = self.sq_x_to_y if squared else self.x_to_y
         dy = self.sq_y_to_x if squared else self.y_to_x
-        per_cloud = dx.sum(1) / self.x_lengths + dy.sum(1) / self.y_lengths
+        # Divide by clamped lengths and select NaN afterwards: a 0 / 0 in the graph would send
+        # NaN gradients into the padding even where the NaN result is not used.
+        per_cloud = dx.sum(1) / self.x_lengths.clamp(min=1) + dy.sum(1) / self.y_lengths.clamp(min=1)
         per_cloud = torch.where((self.x_lengths == 0) | (self.y_lengths == 0), torch.nan, per_cloud)
         if halve:
             per_cloud = 0.5 * per_cloud

@@ -129,6 +129,16 @@ def test_cd_of_empty_cloud_is_nan_with_warning():
     assert torch.isfinite(v[0]) and torch.isnan(v[1])
 
 
+def test_empty_cloud_does_not_poison_gradients():
+    x = torch.rand(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        per_cloud = pm.chamfer_l1(x, y, x_lengths=torch.tensor([6, 0]), reduction=None)
+    per_cloud[0].backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
+    assert (x.grad[1] == 0).all() and (y.grad[1] == 0).all()
+
+
 def test_translation_gives_known_distance():
     x = torch.rand(1, 500, 3, dtype=torch.float64) * torch.tensor([1.0, 1.0, 0.0])  # a plane
     y = x + torch.tensor([0.0, 0.0, 0.25], dtype=torch.float64)
