@@ -46,8 +46,8 @@ def _knn_backward(ctx, grad_dists, grad_idx):
     valid = idx >= 0
     safe = idx.clamp(min=0)
     nn = y.to(dtype).gather(1, safe.reshape(B, N * K, 1).expand(B, N * K, D)).reshape(B, N, K, D)
-    diff = x.to(dtype).unsqueeze(2) - nn
-    g = (grad_dists * valid).unsqueeze(-1)
+    diff = torch.where(valid.unsqueeze(-1), x.to(dtype).unsqueeze(2) - nn, 0.0)  # padding may hold NaN
+    g = torch.where(valid, grad_dists, 0.0).unsqueeze(-1)
     per_pair = 2.0 * diff * g if ctx.norm == 2 else torch.sign(diff) * g
     grad_x = per_pair.sum(2).to(x.dtype)
     grad_y = torch.zeros(y.shape, dtype=dtype, device=y.device)

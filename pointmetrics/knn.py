@@ -26,17 +26,20 @@ class KNN(NamedTuple):
     knn: torch.Tensor | None
 
 
-def knn_gather(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Gathers ``points[b, idx[b, i, k]]`` into a (B, N, K, D) tensor; rows where idx is -1 are zero.
+def knn_gather(points: torch.Tensor, idx: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Gathers ``points[b, idx[b, i, k]]`` into a (B, N, K, D) tensor, as PyTorch3D's knn_gather.
 
-    Differentiable with respect to ``points``.
+    Entries whose index is -1 (or, if ``lengths`` is given, not below ``lengths[b]``) are zero,
+    whatever the padding of ``points`` holds. Differentiable with respect to ``points``.
     """
     B, N, K = idx.shape
     D = points.shape[-1]
     valid = idx >= 0
-    flat = idx.clamp(min=0).reshape(B, N * K, 1).expand(B, N * K, D)
+    if lengths is not None:
+        valid &= idx < lengths.view(B, 1, 1)
+    flat = torch.where(valid, idx, 0).reshape(B, N * K, 1).expand(B, N * K, D)
     out = points.gather(1, flat).reshape(B, N, K, D)
-    return out * valid.unsqueeze(-1).to(out.dtype)
+    return torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
 def knn_search(x, y, x_lengths, y_lengths, K: int, norm: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,9 +53,9 @@ def knn_search(x, y, x_lengths, y_lengths, K: int, norm: int) -> tuple[torch.Ten
 def pair_distances(x: torch.Tensor, nn: torch.Tensor, valid: torch.Tensor, norm: int) -> torch.Tensor:
     """Differentiable distance between x (B, N, D) and gathered neighbours nn (B, N, K, D):
     squared Euclidean for norm 2, L1 for norm 1; 0 where ``valid`` is False."""
-    diff = x.unsqueeze(2) - nn
-    d = diff.square().sum(-1) if norm == 2 else diff.abs().sum(-1)
-    return d * valid.to(d.dtype)
+    # Mask before any arithmetic: a NaN in the padding times a zero gradient is still NaN.
+    diff = torch.where(valid.unsqueeze(-1), x.unsqueeze(2) - nn, torch.zeros((), dtype=nn.dtype, device=nn.device))
+    return diff.square().sum(-1) if norm == 2 else diff.abs().sum(-1)
 
 
 def needs_grad(*tensors: torch.Tensor | None) -> bool:

@@ -249,15 +249,16 @@ def fscore(x, y, thresholds: Thresholds, x_lengths=None, y_lengths=None) -> FSco
 def _chamfer_one_direction(x, y, xl, yl, xn, yn, weights, point_reduction, norm, abs_cosine):
     """PyTorch3D's single-direction Chamfer terms (distances and normal terms) for x -> y."""
     d, idx = _nearest(x, y, xl, yl, norm)
-    valid = _mask(xl, x.shape[1]).to(d.dtype)
-    if weights is not None:
-        valid = valid * weights.to(d.dtype)[:, None]
-    d = d * valid
+    valid = _mask(xl, x.shape[1])
+    scale = 1.0 if weights is None else weights.to(d.dtype)[:, None]
+    zero = torch.zeros((), dtype=d.dtype, device=d.device)
+    d = torch.where(valid, d * scale, zero)  # where, not a product: padding may hold NaN
     dn = None
     if xn is not None:
         near = knn_gather(yn, idx.unsqueeze(-1))[:, :, 0]
-        cos = F.cosine_similarity(xn, near, dim=2, eps=1e-6)
-        dn = (1 - (cos.abs() if abs_cosine else cos)).to(d.dtype) * valid
+        own = torch.where(valid.unsqueeze(-1), xn, torch.zeros((), dtype=xn.dtype, device=xn.device))
+        cos = F.cosine_similarity(own, near, dim=2, eps=1e-6)
+        dn = torch.where(valid, (1 - (cos.abs() if abs_cosine else cos)).to(d.dtype) * scale, zero)
     if point_reduction == "max":
         return d.max(1).values, None
     if point_reduction is None:

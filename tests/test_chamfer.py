@@ -56,6 +56,22 @@ def test_matches_reference_semantics(gen, batch_reduction, point_reduction, norm
         assert_same(pm.chamfer_distance(x, y, **kwargs), reference.chamfer_distance(x, y, **kwargs))
 
 
+def test_nan_padding_never_reaches_the_loss(gen):
+    x = torch.rand(2, 8, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(2, 6, 3, generator=gen, dtype=torch.float64)
+    xn, yn = normals_like(x, gen), normals_like(y, gen)
+    x[1, 5:] = xn[1, 5:] = float("nan")
+    y[0, 4:] = yn[0, 4:] = float("nan")
+    x.requires_grad_()
+    xl, yl = torch.tensor([8, 5]), torch.tensor([4, 6])
+    loss, loss_n = pm.chamfer_distance(x, y, xl, yl, xn, yn)
+    want, want_n = reference.chamfer_distance(x.detach(), y, xl, yl, xn, yn)
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(loss_n, want_n)
+    (loss + loss_n).backward()
+    assert torch.isfinite(x.grad).all()
+
+
 def test_zero_weights_give_zero_loss(gen):
     x, y = torch.rand(2, 10, 3, generator=gen), torch.rand(2, 12, 3, generator=gen)
     loss, _ = pm.chamfer_distance(x, y, weights=torch.zeros(2))

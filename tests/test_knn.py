@@ -132,6 +132,22 @@ def test_return_nn_gathers_neighbours(gen):
     torch.testing.assert_close(((x[:, :, None] - r.knn) ** 2).sum(-1), r.dists)
 
 
+def test_knn_gather_masks_missing_neighbours_and_nan_padding(gen):
+    y = torch.rand(2, 6, 3, generator=gen, dtype=torch.float64)
+    y[1, 2:] = float("nan")  # padding of a cloud with 2 points
+    x = torch.rand(2, 4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    r = pm.knn_points(x, y, K=3, y_lengths=torch.tensor([6, 2]))
+    assert torch.isfinite(r.dists).all()
+    r.dists.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    idx = r.idx.clone()
+    idx[1, 0, 1] = 4  # past y_lengths[1] = 2
+    gathered = pm.knn_gather(y, idx, torch.tensor([6, 2]))
+    assert (gathered[1, :, 2] == 0).all() and (gathered[1, 0, 1] == 0).all()
+    assert torch.isfinite(gathered).all()
+    assert torch.equal(gathered[0], y[0][r.idx[0]])
+
+
 def test_noncontiguous_and_expanded_inputs(gen):
     base = torch.rand(3, 50, 6, generator=gen, dtype=torch.float64)
     x = base[:, :, ::2]  # non-contiguous
