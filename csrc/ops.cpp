@@ -18,4 +18,19 @@ TORCH_LIBRARY(pointmetrics, m) {
   m.def("knn(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
   // Same contract; on CPU it builds the grid with the device-generic builder the CUDA backend uses.
   m.def("_knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
+
+  // Order of (B, N, 3) points in a balanced kd-tree with leaves of 8 (nn/point_tree.h): (B, S)
+  // int64 original indices, S = 8 * leaves (a power of two), -1 past lengths[b].
+  m.def("kd_order(Tensor points, Tensor lengths) -> Tensor");
+  // Exact closest point of each mesh to each point (mesh/mesh_tree.h). tris: (B, S, 3, 3)
+  // triangle corners in kd_order of their centroids; face: (B, S) their face indices; lo, hi:
+  // (B, 2 * S / 8, 3) node boxes. Returns squared distances (B, N), face indices (B, N) and
+  // barycentric weights (B, N, 3); 0 / -1 / 0 past point_lengths or for empty meshes.
+  m.def("closest_triangle(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
+        "Tensor face_lengths) -> (Tensor, Tensor, Tensor)");
+  // Generalised winding number (B, N) of each mesh at each point, with float64 node moments
+  // centre (B, nodes, 3), normal_sum (B, nodes, 3), moment (B, nodes, 9), radius (B, nodes) and
+  // the far-field criterion |p - centre| > beta * radius.
+  m.def("winding_number(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
+        "Tensor face_lengths, Tensor centre, Tensor normal_sum, Tensor moment, Tensor radius, float beta) -> Tensor");
 }

@@ -1,6 +1,20 @@
 """pointmetrics: exact, differentiable and fast 3D losses and metrics for PyTorch."""
 
+from .bvh import MeshBVH, MeshProjection
 from .knn import KNN, knn_gather, knn_points
+from .mesh import Meshes, MeshSamples, as_meshes, sample_mesh_lattice, sample_points_on_mesh
+from .mesh_metrics import (
+    PointMeshDistance,
+    VolumetricIoU,
+    closest_points_on_mesh,
+    mesh_normal_consistency,
+    occupancy,
+    point_mesh_distance,
+    point_to_surface_distance,
+    signed_distance,
+    volumetric_iou,
+    winding_number,
+)
 from .pointcloud import (
     Correspondences,
     FScore,
@@ -12,12 +26,31 @@ from .pointcloud import (
     correspondences,
     fscore,
     hausdorff_distance,
+    normal_consistency,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "KNN",
+    "MeshBVH",
+    "MeshProjection",
+    "MeshSamples",
+    "Meshes",
+    "as_meshes",
+    "PointMeshDistance",
+    "VolumetricIoU",
+    "closest_points_on_mesh",
+    "mesh_normal_consistency",
+    "normal_consistency",
+    "occupancy",
+    "point_mesh_distance",
+    "point_to_surface_distance",
+    "sample_mesh_lattice",
+    "sample_points_on_mesh",
+    "signed_distance",
+    "volumetric_iou",
+    "winding_number",
     "Correspondences",
     "FScore",
     "Hausdorff",

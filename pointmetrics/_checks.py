@@ -123,8 +123,8 @@ def check_choice(value, allowed: Sequence, name: str) -> None:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
-def check_normals(normals: torch.Tensor | None, points: torch.Tensor, name: str) -> torch.Tensor | None:
-    """Normals as (B, N, 3) matching `points`, or None."""
+def check_normals(normals: torch.Tensor | None, shape: tuple, device: torch.device, name: str) -> torch.Tensor | None:
+    """Normals as a (B, N, D) tensor of the given shape and device, or None."""
     if normals is None:
         return None
     if isinstance(normals, (list, tuple)):
@@ -133,8 +133,8 @@ def check_normals(normals: torch.Tensor | None, points: torch.Tensor, name: str)
         raise TypeError(f"{name} must be a floating point tensor")
     if normals.ndim == 2:
         normals = normals.unsqueeze(0)
-    if normals.shape != points.shape:
-        raise ValueError(f"{name} must have the shape of its points {tuple(points.shape)}, got {tuple(normals.shape)}")
-    if normals.device != points.device:
-        raise ValueError(f"{name} is on {normals.device} but its points are on {points.device}")
+    if normals.shape != tuple(shape):
+        raise ValueError(f"{name} must have the shape of its points {tuple(shape)}, got {tuple(normals.shape)}")
+    if normals.device != device:
+        raise ValueError(f"{name} is on {normals.device} but its points are on {device}")
     return normals

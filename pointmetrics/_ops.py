@@ -27,6 +27,29 @@ def _knn_fake(x, y, x_lengths, y_lengths, K, norm):
 
 
 torch.library.register_fake("pointmetrics::knn")(_knn_fake)
+
+
+@torch.library.register_fake("pointmetrics::kd_order")
+def _kd_order_fake(points, lengths):
+    leaves = 1
+    while leaves * 8 < points.shape[1]:
+        leaves *= 2
+    return points.new_empty((points.shape[0], leaves * 8), dtype=torch.int64)
+
+
+@torch.library.register_fake("pointmetrics::closest_triangle")
+def _closest_triangle_fake(points, point_lengths, tris, face, lo, hi, face_lengths):
+    B, N, _ = points.shape
+    return points.new_empty((B, N)), points.new_empty((B, N), dtype=torch.int64), points.new_empty((B, N, 3))
+
+
+@torch.library.register_fake("pointmetrics::winding_number")
+def _winding_number_fake(
+    points, point_lengths, tris, face, lo, hi, face_lengths, centre, normal_sum, moment, radius, beta
+):
+    return points.new_empty(points.shape[:2])
+
+
 torch.library.register_fake("pointmetrics::_knn_portable")(_knn_fake)
 
 

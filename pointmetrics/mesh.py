@@ -1,7 +1,8 @@
-"""Triangle-mesh utilities: face areas and normals, area-weighted surface sampling."""
+"""Triangle meshes: input handling, face areas and normals, surface sampling."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -17,22 +18,130 @@ class MeshSamples(NamedTuple):
     normals: torch.Tensor
 
 
-def check_mesh(verts: torch.Tensor, faces: torch.Tensor) -> None:
-    """Raises a ValueError/TypeError naming the argument for malformed vertex or face tensors."""
+@dataclass
+class Meshes:
+    """A padded batch of triangle meshes.
+
+    verts: (B, V, 3) floating; faces: (B, F, 3) int64; face_lengths: (B,) int64 valid faces per
+    mesh (faces past it are ignored); unbatched: the input was a single mesh.
+    """
+
+    verts: torch.Tensor
+    faces: torch.Tensor
+    face_lengths: torch.Tensor
+    unbatched: bool = False
+
+    def corners(self, face_idx: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3, 3) corners of the faces ``face_idx`` (B, N) of each mesh; differentiable."""
+        B, N = face_idx.shape
+        vidx = self.faces.gather(1, face_idx[..., None].expand(B, N, 3))  # (B, N, 3)
+        return self.verts.gather(1, vidx.reshape(B, N * 3, 1).expand(B, N * 3, 3)).view(B, N, 3, 3)
+
+    def triangles(self) -> torch.Tensor:
+        """(B, F, 3, 3) corners of every face (padding faces give the first vertex three times)."""
+        B, F, _ = self.faces.shape
+        valid = torch.arange(F, device=self.faces.device)[None] < self.face_lengths[:, None]
+        return self.corners(torch.where(valid, torch.arange(F, device=self.faces.device)[None], 0).expand(B, F))
+
+
+def _mesh_list(verts, faces):
+    if not isinstance(verts, (list, tuple)) or not isinstance(faces, (list, tuple)):
+        raise TypeError("give verts and faces both as tensors or both as lists of per-mesh tensors")
+    if len(verts) != len(faces) or len(verts) == 0:
+        raise ValueError(f"verts and faces must be non-empty lists of equal length, got {len(verts)} and {len(faces)}")
+    for i, (v, f) in enumerate(zip(verts, faces)):
+        check_mesh(v, f, f"verts[{i}]", f"faces[{i}]")
+    device, dtype = verts[0].device, verts[0].dtype
+    V, F = max(v.shape[0] for v in verts), max(f.shape[0] for f in faces)
+    pv = torch.zeros(len(verts), max(V, 1), 3, dtype=dtype, device=device)
+    pf = torch.zeros(len(faces), F, 3, dtype=torch.int64, device=device)
+    for i, (v, f) in enumerate(zip(verts, faces)):
+        if v.device != device or v.dtype != dtype:
+            raise ValueError(f"verts[{i}] differs from verts[0] in device or dtype")
+        pv[i, : v.shape[0]] = v
+        pf[i, : f.shape[0]] = f
+    lengths = torch.tensor([f.shape[0] for f in faces], dtype=torch.int64, device=device)
+    return Meshes(pv, pf, lengths)
+
+
+def as_meshes(verts, faces, face_lengths=None) -> Meshes:
+    """Validates a mesh or a batch of meshes and returns them padded.
+
+    Accepts (V, 3) + (F, 3) for one mesh, (B, V, 3) + (B, F, 3) with optional (B,) face_lengths,
+    or lists of per-mesh tensors. Raises TypeError/ValueError naming the argument: wrong shapes or
+    dtypes, faces out of range or negative, NaN/Inf in used vertices, mismatched devices.
+    Unreferenced vertices, duplicate faces, holes and degenerate faces are all fine.
+    """
+    if isinstance(verts, (list, tuple)) or isinstance(faces, (list, tuple)):
+        if face_lengths is not None:
+            raise ValueError("face_lengths goes with padded tensors, not with lists of meshes")
+        return _mesh_list(verts, faces)
+    unbatched = isinstance(verts, torch.Tensor) and verts.ndim == 2
+    if unbatched:
+        check_mesh(verts, faces)
+        return Meshes(
+            verts[None],
+            faces[None].to(torch.int64),
+            torch.tensor([faces.shape[0]], dtype=torch.int64, device=verts.device),
+            True,
+        )
     if not isinstance(verts, torch.Tensor) or not verts.is_floating_point():
-        raise TypeError("verts must be a floating point tensor of shape (V, 3)")
-    if verts.ndim != 2 or verts.shape[1] != 3:
-        raise ValueError(f"verts must have shape (V, 3), got {tuple(verts.shape)}")
+        raise TypeError("verts must be a floating point tensor of shape (V, 3) or (B, V, 3)")
+    if verts.ndim != 3 or verts.shape[2] != 3:
+        raise ValueError(f"verts must have shape (V, 3) or (B, V, 3), got {tuple(verts.shape)}")
     if not isinstance(faces, torch.Tensor) or faces.is_floating_point() or faces.dtype == torch.bool:
-        raise TypeError("faces must be an integer tensor of shape (F, 3)")
-    if faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {tuple(faces.shape)}")
+        raise TypeError("faces must be an integer tensor of shape (F, 3) or (B, F, 3)")
+    if faces.ndim != 3 or faces.shape[2] != 3 or faces.shape[0] != verts.shape[0]:
+        raise ValueError(f"faces must have shape ({verts.shape[0]}, F, 3), got {tuple(faces.shape)}")
     if faces.device != verts.device:
         raise ValueError(f"faces is on {faces.device} but verts is on {verts.device}")
-    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[0]):
-        raise ValueError(f"faces must index vertices in [0, {verts.shape[0] - 1}]")
-    if not bool(torch.isfinite(verts).all()):
-        raise ValueError("verts contains NaN or Inf coordinates")
+    B, F = faces.shape[:2]
+    if face_lengths is None:
+        face_lengths = torch.full((B,), F, dtype=torch.int64, device=verts.device)
+    else:
+        face_lengths = torch.as_tensor(face_lengths, device=verts.device)
+        if face_lengths.is_floating_point() or face_lengths.shape != (B,):
+            raise ValueError(f"face_lengths must be an integer tensor of shape ({B},)")
+        face_lengths = face_lengths.to(torch.int64)
+    valid = torch.arange(F, device=faces.device)[None] < face_lengths[:, None]
+    checks = [
+        ((face_lengths < 0) | (face_lengths > F)).any(),
+        ((faces < 0) & valid[..., None]).any(),
+        ((faces >= verts.shape[1]) & valid[..., None]).any(),
+    ]
+    messages = [
+        f"face_lengths values must lie in [0, {F}]",
+        "faces contains negative vertex indices",
+        f"faces must index vertices in [0, {verts.shape[1] - 1}]",
+    ]
+    for bad, message in zip(torch.stack(checks).tolist(), messages):
+        if bad:
+            raise ValueError(message)
+    faces = torch.where(valid[..., None], faces, 0).to(torch.int64)
+    meshes = Meshes(verts, faces, face_lengths)
+    if F and not bool(torch.isfinite(meshes.triangles())[valid].all()):
+        raise ValueError("verts contains NaN or Inf coordinates in a face")
+    return meshes
+
+
+def check_mesh(verts: torch.Tensor, faces: torch.Tensor, vname: str = "verts", fname: str = "faces") -> None:
+    """Raises a ValueError/TypeError naming the argument for a malformed single mesh."""
+    if not isinstance(verts, torch.Tensor) or not verts.is_floating_point():
+        raise TypeError(f"{vname} must be a floating point tensor of shape (V, 3)")
+    if verts.ndim != 2 or verts.shape[1] != 3:
+        raise ValueError(f"{vname} must have shape (V, 3), got {tuple(verts.shape)}")
+    if not isinstance(faces, torch.Tensor) or faces.is_floating_point() or faces.dtype == torch.bool:
+        raise TypeError(f"{fname} must be an integer tensor of shape (F, 3)")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"{fname} must have shape (F, 3), got {tuple(faces.shape)}")
+    if faces.device != verts.device:
+        raise ValueError(f"{fname} is on {faces.device} but {vname} is on {verts.device}")
+    if faces.numel() and int(faces.min()) < 0:
+        raise ValueError(f"{fname} contains negative vertex indices")
+    if faces.numel() and int(faces.max()) >= verts.shape[0]:
+        raise ValueError(f"{fname} must index vertices in [0, {verts.shape[0] - 1}]")
+    if faces.numel() and not bool(torch.isfinite(verts[faces.long()]).all()):
+        raise ValueError(f"{vname} contains NaN or Inf coordinates in a face")
 
 
 def face_areas_normals(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,3 +182,71 @@ def sample_points_on_mesh(
     corners = verts[faces[face_idx]]  # (n, 3 corners, 3)
     points = (bary.unsqueeze(2) * corners).sum(1)
     return MeshSamples(points, face_idx, bary, normals[face_idx])
+
+
+def _norm3(v: torch.Tensor) -> torch.Tensor:
+    # numpy's norm over 3 components, summed left to right: the same bits as DTUeval-python
+    return torch.sqrt(v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1] + v[:, 2] * v[:, 2])
+
+
+def _cross3(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # numpy.cross, component by component
+    return torch.stack(
+        [
+            a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+            a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+            a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0],
+        ],
+        dim=1,
+    )
+
+
+def sample_mesh_lattice(
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    density: float = 0.2,
+    remove_unreferenced: bool = False,
+    chunk: int = 10_000_000,
+) -> torch.Tensor:
+    """The DTU evaluation's mesh sampler (DTUeval-python eval.py, from MATLAB MeshSupSamp), bit for bit.
+
+    For each triangle (A, B, C) with non-zero area: v1 = B - A, v2 = C - A, l1 = |v1|, l2 = |v2|,
+    a2 = |v1 x v2|, thr = density * sqrt(l1 l2 / a2), n1 = floor(l1 / thr), n2 = floor(l2 / thr);
+    for c1 in 0..n1 and c2 in 0..n2, k1 = (c1 + 0.5) / max(n1, 1e-7), k2 = (c2 + 0.5) / max(n2, 1e-7),
+    emit A + k1 v1 + k2 v2 when k1 + k2 < 1. Returns (V + samples, 3) float64: every vertex
+    (unreferenced ones too, as DTUeval-python; ``remove_unreferenced`` drops them as the
+    NeuralWarp/Geo-NeuS copies do), then the samples triangle by triangle, c1-major.
+    """
+    check_mesh(verts, faces)
+    if not density > 0:
+        raise ValueError(f"density must be positive, got {density!r}")
+    v = verts.detach().double()
+    f = faces.long()
+    head = v[f.unique()] if remove_unreferenced else v
+    if f.shape[0] == 0:
+        return head.clone()
+    tri = v[f]
+    v1, v2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    l1, l2, area2 = _norm3(v1), _norm3(v2), _norm3(_cross3(v1, v2))
+    keep = area2 > 0
+    v1, v2, l1, l2, area2, a = v1[keep], v2[keep], l1[keep], l2[keep], area2[keep], tri[keep, 0]
+    thr = density * torch.sqrt(l1 * l2 / area2)
+    n1, n2 = torch.floor(l1 / thr), torch.floor(l2 / thr)
+    cells = ((n1 + 1) * (n2 + 1)).long()
+    pieces = [head]
+    start = 0
+    while start < len(cells):  # triangles in chunks of about `chunk` lattice cells
+        stop = start + max(1, int(torch.searchsorted(cells[start:].cumsum(0), chunk)))
+        stop = min(stop, len(cells))
+        tri_of = torch.repeat_interleave(torch.arange(start, stop), cells[start:stop])
+        first = torch.cumsum(cells[start:stop], 0) - cells[start:stop]
+        local = torch.arange(len(tri_of)) - first.repeat_interleave(cells[start:stop])
+        width = (n2[tri_of] + 1).long()
+        c1, c2 = (local // width).double(), (local % width).double()
+        k1 = (c1 + 0.5) / torch.clamp(n1[tri_of], min=1e-7)
+        k2 = (c2 + 0.5) / torch.clamp(n2[tri_of], min=1e-7)
+        inside = k1 + k2 < 1
+        t, k1, k2 = tri_of[inside], k1[inside, None], k2[inside, None]
+        pieces.append(v1[t] * k1 + v2[t] * k2 + a[t])
+        start = stop
+    return torch.cat(pieces).to(verts.device)

@@ -198,6 +198,29 @@ class Correspondences:
             f, precision, recall = f[:, 0], precision[:, 0], recall[:, 0]
         return FScore(self._per_cloud(f), self._per_cloud(precision), self._per_cloud(recall), tau)
 
+    def normal_consistency(self, x_normals: torch.Tensor, y_normals: torch.Tensor) -> torch.Tensor:
+        """Normal consistency of Occupancy Networks (im2mesh/eval.py, distance_p2p):
+        NC = 1/2 (mean_i |n(x_i) . n(NN_Y(x_i))| + mean_j |n(y_j) . n(NN_X(y_j))|), normals normalised
+        first (a zero normal counts as 0). ``x_normals``/``y_normals`` have the points' shapes.
+        Per cloud; NaN (warning) for an empty cloud. Differentiable with respect to the normals.
+        """
+        xn = _checks.check_normals(x_normals, (*self.x_to_y_index.shape, 3), self.sq_x_to_y.device, "x_normals")
+        yn = _checks.check_normals(y_normals, (*self.y_to_x_index.shape, 3), self.sq_y_to_x.device, "y_normals")
+        _warn_if_empty(self.x_lengths, self.y_lengths, "normal_consistency")
+        valid_x = _mask(self.x_lengths, xn.shape[1])
+        valid_y = _mask(self.y_lengths, yn.shape[1])
+        ax = torch.where(valid_x, _normal_agreement(xn, yn, self.x_to_y_index), 0.0).sum(1)
+        ay = torch.where(valid_y, _normal_agreement(yn, xn, self.y_to_x_index), 0.0).sum(1)
+        ax, ay = ax / self.x_lengths.clamp(min=1), ay / self.y_lengths.clamp(min=1)
+        nc = torch.where((self.x_lengths == 0) | (self.y_lengths == 0), torch.nan, 0.5 * (ax + ay))
+        return self._per_cloud(nc)
+
+
+def _normal_agreement(normals, other, index):
+    """|cos| between each normal and the normal of its nearest point in the other cloud."""
+    near = knn_gather(other, index.unsqueeze(-1))[:, :, 0]
+    return (F.normalize(normals, dim=-1, eps=1e-12) * F.normalize(near, dim=-1, eps=1e-12)).sum(-1).abs()
+
 
 def correspondences(
     x: _checks.PointsLike,
@@ -244,6 +267,11 @@ def fscore(x, y, thresholds: Thresholds, x_lengths=None, y_lengths=None) -> FSco
     """Precision, recall and F-score of prediction ``x`` against ground truth ``y`` at each
     threshold; see :meth:`Correspondences.fscore`."""
     return correspondences(x, y, x_lengths, y_lengths).fscore(thresholds)
+
+
+def normal_consistency(x, x_normals, y, y_normals, x_lengths=None, y_lengths=None) -> torch.Tensor:
+    """Normal consistency (Occupancy Networks); see :meth:`Correspondences.normal_consistency`."""
+    return correspondences(x, y, x_lengths, y_lengths).normal_consistency(x_normals, y_normals)
 
 
 def _chamfer_one_direction(x, y, xl, yl, xn, yn, weights, point_reduction, norm, abs_cosine):
@@ -317,8 +345,8 @@ def chamfer_distance(
     xb, xl, _ = _checks.as_padded(x, x_lengths, "x", checks)
     yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
     _checks.check_pair(xb, yb)
-    xn = _checks.check_normals(x_normals, xb, "x_normals")
-    yn = _checks.check_normals(y_normals, yb, "y_normals")
+    xn = _checks.check_normals(x_normals, xb.shape, xb.device, "x_normals")
+    yn = _checks.check_normals(y_normals, yb.shape, yb.device, "y_normals")
     if (xn is None) != (yn is None):
         xn = yn = None  # PyTorch3D ignores normals unless both are given
     if weights is not None:

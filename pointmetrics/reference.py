@@ -169,3 +169,52 @@ def fscore(x, y, thresholds, x_lengths=None, y_lengths=None):
         ps.append(p)
         rs.append(r)
     return torch.stack(fs), torch.stack(ps), torch.stack(rs)
+
+
+def closest_points_on_mesh(points, verts, faces, chunk: int = 256):
+    """(squared distance, face) from each (N, 3) point to a mesh, by brute force over all faces.
+
+    Independent of the kernel's algorithm: the closest point of a triangle is its plane projection
+    when that falls inside the triangle, else the closest point of its three edges. Degenerate
+    faces (zero normal) are their edges. Ties go to the smaller face index.
+    """
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    n = torch.linalg.cross(b - a, c - a, dim=-1)
+    n2 = (n * n).sum(-1)
+
+    def segment(p, u, v):
+        e = v - u
+        len2 = (e * e).sum(-1)
+        t = (((p - u) * e).sum(-1) / torch.where(len2 > 0, len2, 1.0)).clamp(0, 1)
+        return ((p - u - t[..., None] * e) ** 2).sum(-1)
+
+    best_d, best_f = [], []
+    for i in range(0, points.shape[0], chunk):
+        p = points[i : i + chunk, None, :]
+        edges = torch.minimum(torch.minimum(segment(p, a, b), segment(p, b, c)), segment(p, c, a))
+        height = ((p - a) * n).sum(-1) / torch.where(n2 > 0, n2, 1.0)
+        proj = p - height[..., None] * n
+
+        def side(u, v, proj=proj):
+            return (torch.linalg.cross((v - u).expand_as(proj), proj - u, dim=-1) * n).sum(-1)
+
+        inside = (n2 > 0) & (side(a, b) >= 0) & (side(b, c) >= 0) & (side(c, a) >= 0)
+        d = torch.where(inside, torch.minimum(edges, height**2 * n2), edges)
+        value, index = d.min(1)  # first minimum: the smaller face index
+        best_d.append(value)
+        best_f.append(index)
+    return torch.cat(best_d), torch.cat(best_f)
+
+
+def winding_number(points, verts, faces, chunk: int = 64):
+    """Exact generalised winding number: the sum of the faces' signed solid angles over 4 pi."""
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    out = []
+    for i in range(0, points.shape[0], chunk):
+        p = points[i : i + chunk, None, :]
+        x, y, z = a - p, b - p, c - p
+        lx, ly, lz = x.norm(dim=-1), y.norm(dim=-1), z.norm(dim=-1)
+        numer = (x * torch.linalg.cross(y, z, dim=-1)).sum(-1)
+        denom = lx * ly * lz + (x * y).sum(-1) * lz + (x * z).sum(-1) * ly + (y * z).sum(-1) * lx
+        out.append(torch.atan2(numer, denom).sum(-1) / (2 * torch.pi))
+    return torch.cat(out)

@@ -2,10 +2,11 @@
 
     python scripts/prepare_example_data.py ../shared/data
 
-Writes bunny_res3.ply (an exact copy of the decimated reconstruction), bunny_scans_20k.ply
-(20,000 points drawn with seed 0 from the ten aligned range scans) and bunny_zipper_vertices.ply
-(the vertices of the full zippered reconstruction, float32). Credit: Stanford University Computer
-Graphics Laboratory (see examples/data/README.md).
+Writes bunny_res3.ply and bunny_res4.ply (exact copies of the decimated reconstructions),
+bunny_scans_20k.ply (20,000 points drawn with seed 0 from the ten aligned range scans),
+bunny_zipper_vertices.ply (the vertices of the full zippered reconstruction, float32), and
+armadillo.ply and demosthenes.ply (the OBJ meshes as binary PLY). Credits and licences:
+examples/data/README.md.
 """
 
 import os
@@ -22,12 +23,17 @@ def main(shared: str) -> None:
     out = os.path.join(os.path.dirname(__file__), "..", "examples", "data")
     os.makedirs(out, exist_ok=True)
     bunny = os.path.join(shared, "stanford_bunny")
-    shutil.copyfile(os.path.join(bunny, "reconstruction", "bun_zipper_res3.ply"), os.path.join(out, "bunny_res3.ply"))
+    for res in ("res3", "res4"):
+        shutil.copyfile(os.path.join(bunny, "reconstruction", f"bun_zipper_{res}.ply"), os.path.join(out, f"bunny_{res}.ply"))
     scans = io.load(os.path.join(bunny, "derived", "bun_scans_aligned.ply")).vertices.numpy()
     pick = np.random.default_rng(0).choice(len(scans), 20000, replace=False)
     io.save_ply(os.path.join(out, "bunny_scans_20k.ply"), scans[np.sort(pick)])
     zipper = io.load(os.path.join(bunny, "reconstruction", "bun_zipper.ply")).vertices.numpy()
     io.save_ply(os.path.join(out, "bunny_zipper_vertices.ply"), zipper)
+    for source, name in (("stanford_armadillo/armadillo.obj", "armadillo.ply"),
+                         ("demosthenes_photoscan/demosthenes-low-res.obj", "demosthenes.ply")):
+        mesh = io.load(os.path.join(shared, source))
+        io.save_ply(os.path.join(out, name), mesh.vertices.numpy(), faces=mesh.faces.numpy())
 
 
 if __name__ == "__main__":

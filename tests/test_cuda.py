@@ -65,3 +65,40 @@ def test_opcheck_cuda(gen):
     y = torch.rand(2, 15, 3, generator=gen, device="cuda", requires_grad=True)
     lengths = torch.tensor([20, 11], device="cuda"), torch.tensor([15, 2], device="cuda")
     torch.library.opcheck(torch.ops.pointmetrics.knn, (x, y, *lengths, 3, 2))
+
+
+def mesh(name):
+    from conftest import DATA
+
+    from pointmetrics import io
+
+    g = io.load(DATA / name)
+    return g.vertices, g.faces
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mesh_ops_cpu_and_cuda_agree(gen, dtype):
+    v, f = mesh("armadillo.ply")
+    v = v.to(dtype)
+    lo, hi = v.amin(0), v.amax(0)
+    q = lo + (hi - lo) * torch.rand(20_000, 3, generator=gen, dtype=torch.float64).to(dtype)
+    cpu = pm.closest_points_on_mesh(q, v, f)
+    gpu = pm.closest_points_on_mesh(q.cuda(), v.cuda(), f.cuda())
+    assert torch.equal(cpu.face, gpu.face.cpu())
+    assert torch.equal(cpu.sq_distance, gpu.sq_distance.cpu())
+    assert torch.equal(pm.MeshBVH(v, f).face, pm.MeshBVH(v.cuda(), f.cuda()).face.cpu())
+    w_cpu = pm.winding_number(q, v, f)
+    w_gpu = pm.winding_number(q.cuda(), v.cuda(), f.cuda()).cpu()
+    torch.testing.assert_close(w_cpu, w_gpu, rtol=0, atol=1e-9)
+
+
+def test_mesh_gradients_agree(gen):
+    v, f = mesh("bunny_res4.ply")
+    q = torch.rand(500, 3, generator=gen, dtype=torch.float64) * 0.2 - 0.1 + v.mean(0)
+    grads = []
+    for device in ("cpu", "cuda"):
+        vv, qq = v.to(device).requires_grad_(), q.to(device).requires_grad_()
+        pm.point_to_surface_distance(qq, vv, f.to(device)).backward()
+        grads.append((vv.grad.cpu(), qq.grad.cpu()))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])

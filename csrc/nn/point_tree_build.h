@@ -58,4 +58,14 @@ std::vector<int64_t> order_queries_cpu(const at::Tensor& queries, const std::vec
                                        const BatchTree& tree);
 at::Tensor order_queries_aten(const at::Tensor& queries, const at::Tensor& lengths, const BatchTree& tree);
 
+// The same orders for any per-cloud frame: frame_lo (B, 3) and frame_scale (B,), double, as in
+// morton.h (host pointers for the CPU version).
+at::Tensor morton_order_aten(const at::Tensor& queries, const at::Tensor& lengths, const at::Tensor& frame_lo,
+                             const at::Tensor& frame_scale);
+std::vector<int64_t> morton_order_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
+                                      const double* frame_lo, const double* frame_scale);
+
+// Stable sort of `order` by keys[order[i]] (LSD radix, 11-bit digits).
+void radix_sort_by_key(const std::vector<int64_t>& keys, std::vector<int64_t>& order);
+
 }  // namespace pm

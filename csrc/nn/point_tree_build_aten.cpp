@@ -101,11 +101,15 @@ BatchTree build_point_tree_aten(const at::Tensor& points, const at::Tensor& leng
 }
 
 at::Tensor order_queries_aten(const at::Tensor& queries, const at::Tensor& lengths, const BatchTree& tree) {
+  return morton_order_aten(queries, lengths, tree.frame_lo.to(queries.device()), tree.frame_scale.to(queries.device()));
+}
+
+at::Tensor morton_order_aten(const at::Tensor& queries, const at::Tensor& lengths, const at::Tensor& frame_lo,
+                             const at::Tensor& frame_scale) {
   const int64_t N = queries.size(1);
   const at::Tensor valid = valid_mask(lengths, N);
-  const at::Tensor sorted = std::get<1>(morton_codes(queries, valid, tree.frame_lo.to(queries.device()),
-                                                     tree.frame_scale.to(queries.device()))
-                                            .sort(/*stable=*/true, /*dim=*/1, /*descending=*/false));
+  const at::Tensor sorted = std::get<1>(
+      morton_codes(queries, valid, frame_lo, frame_scale).sort(/*stable=*/true, /*dim=*/1, /*descending=*/false));
   // Valid queries sort first in each row (invalid ones carry the largest code).
   const at::Tensor flat = sorted + at::arange(queries.size(0), lengths.options()).unsqueeze(1) * N;
   return flat.masked_select(valid);

@@ -10,6 +10,34 @@
 
 namespace pm {
 
+// Stable sort of `order` by keys[order[i]]: LSD radix with 11-bit digits, skipping constant digits.
+void radix_sort_by_key(const std::vector<int64_t>& keys, std::vector<int64_t>& order) {
+  const int64_t n = static_cast<int64_t>(order.size());
+  std::vector<int64_t> tmp(n);
+  std::vector<uint64_t> k(n), ktmp(n);
+  for (int64_t i = 0; i < n; ++i) k[i] = static_cast<uint64_t>(keys[order[i]]);
+  constexpr int kBits = 11, kBuckets = 1 << kBits;
+  std::vector<int64_t> count(kBuckets);
+  for (int shift = 0; shift < 64; shift += kBits) {
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t i = 0; i < n; ++i) ++count[(k[i] >> shift) & (kBuckets - 1)];
+    if (n == 0 || *std::max_element(count.begin(), count.end()) == n) continue;
+    int64_t running = 0;
+    for (int d = 0; d < kBuckets; ++d) {
+      const int64_t c = count[d];
+      count[d] = running;
+      running += c;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t pos = count[(k[i] >> shift) & (kBuckets - 1)]++;
+      ktmp[pos] = k[i];
+      tmp[pos] = order[i];
+    }
+    k.swap(ktmp);
+    order.swap(tmp);
+  }
+}
+
 int64_t tree_leaves(int64_t m) {
   int64_t leaves = 1;
   while (leaves * kLeafSize < m) leaves *= 2;
@@ -140,46 +168,17 @@ BatchTree build_cpu(const at::Tensor& points, const std::vector<int64_t>& length
   return t;
 }
 
-// Stable sort of `order` by keys[order[i]]: LSD radix with 11-bit digits, skipping constant digits.
-void radix_sort_by_key(const std::vector<int64_t>& keys, std::vector<int64_t>& order) {
-  const int64_t n = static_cast<int64_t>(order.size());
-  std::vector<int64_t> tmp(n);
-  std::vector<uint64_t> k(n), ktmp(n);
-  for (int64_t i = 0; i < n; ++i) k[i] = static_cast<uint64_t>(keys[order[i]]);
-  constexpr int kBits = 11, kBuckets = 1 << kBits;
-  std::vector<int64_t> count(kBuckets);
-  for (int shift = 0; shift < 64; shift += kBits) {
-    std::fill(count.begin(), count.end(), 0);
-    for (int64_t i = 0; i < n; ++i) ++count[(k[i] >> shift) & (kBuckets - 1)];
-    if (n == 0 || *std::max_element(count.begin(), count.end()) == n) continue;
-    int64_t running = 0;
-    for (int d = 0; d < kBuckets; ++d) {
-      const int64_t c = count[d];
-      count[d] = running;
-      running += c;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t pos = count[(k[i] >> shift) & (kBuckets - 1)]++;
-      ktmp[pos] = k[i];
-      tmp[pos] = order[i];
-    }
-    k.swap(ktmp);
-    order.swap(tmp);
-  }
-}
-
 template <typename scalar_t>
-std::vector<int64_t> order_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths, const BatchTree& tree) {
+std::vector<int64_t> order_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths, const double* frame_lo,
+                               const double* frame_scale) {
   const int64_t B = queries.size(0), N = queries.size(1);
   const scalar_t* q = queries.data_ptr<scalar_t>();
   std::vector<int64_t> result;
   for (int64_t b = 0; b < B; ++b) {
-    const double* lo = tree.frame_lo.data_ptr<double>() + 3 * b;
-    const double scale = tree.frame_scale.data_ptr<double>()[b];
     std::vector<int64_t> codes(lengths[b]), order(lengths[b]);
     for (int64_t i = 0; i < lengths[b]; ++i) {
       const scalar_t* p = q + (b * N + i) * 3;
-      codes[i] = morton_code(p[0], p[1], p[2], lo, scale);
+      codes[i] = morton_code(p[0], p[1], p[2], frame_lo + 3 * b, frame_scale[b]);
       order[i] = i;
     }
     radix_sort_by_key(codes, order);
@@ -197,8 +196,13 @@ BatchTree build_point_tree_cpu(const at::Tensor& points, const std::vector<int64
 
 std::vector<int64_t> order_queries_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
                                        const BatchTree& tree) {
-  return AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "order_queries_cpu",
-                                    [&] { return order_cpu<scalar_t>(queries, lengths, tree); });
+  return morton_order_cpu(queries, lengths, tree.frame_lo.data_ptr<double>(), tree.frame_scale.data_ptr<double>());
+}
+
+std::vector<int64_t> morton_order_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
+                                      const double* frame_lo, const double* frame_scale) {
+  return AT_DISPATCH_FLOATING_TYPES(queries.scalar_type(), "morton_order_cpu",
+                                    [&] { return order_cpu<scalar_t>(queries, lengths, frame_lo, frame_scale); });
 }
 
 }  // namespace pm

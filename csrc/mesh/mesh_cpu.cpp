@@ -1,0 +1,203 @@
+// CPU implementations of the mesh ops: kd_order (the tree order of centroids), closest_triangle
+// and winding_number. Queries run in parallel, in Morton order of each mesh's box, and each
+// closest-triangle query starts from the leaf of the previous query's triangle.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "../nn/morton.h"
+#include "../nn/point_tree_build.h"
+#include "mesh.h"
+#include "mesh_tree.h"
+
+namespace pm {
+
+void check_mesh_tree_args(const at::Tensor& points, const at::Tensor& point_lengths, const at::Tensor& tris,
+                          const at::Tensor& face, const at::Tensor& lo, const at::Tensor& hi,
+                          const at::Tensor& face_lengths) {
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "mesh ops: points must be (B, N, 3)");
+  TORCH_CHECK(tris.dim() == 4 && tris.size(2) == 3 && tris.size(3) == 3 && tris.size(0) == points.size(0),
+              "mesh ops: tris must be (B, S, 3, 3)");
+  TORCH_CHECK(tris.size(1) % kLeafSize == 0, "mesh ops: tris must hold whole leaves");
+  const int64_t leaves = tris.size(1) / kLeafSize;
+  TORCH_CHECK(leaves >= 1 && (leaves & (leaves - 1)) == 0, "mesh ops: the number of leaves must be a power of two");
+  TORCH_CHECK(face.sizes() == at::IntArrayRef({tris.size(0), tris.size(1)}) && face.scalar_type() == at::kLong,
+              "mesh ops: face must be (B, S) int64");
+  TORCH_CHECK(lo.sizes() == at::IntArrayRef({tris.size(0), 2 * leaves, 3}) && hi.sizes() == lo.sizes(),
+              "mesh ops: lo and hi must be (B, 2 * leaves, 3)");
+  TORCH_CHECK(points.scalar_type() == tris.scalar_type() && lo.scalar_type() == tris.scalar_type() &&
+                  hi.scalar_type() == tris.scalar_type() && at::isFloatingType(tris.scalar_type()),
+              "mesh ops: points, tris, lo and hi must share one floating dtype");
+  TORCH_CHECK(point_lengths.sizes() == at::IntArrayRef({points.size(0)}) &&
+                  face_lengths.sizes() == at::IntArrayRef({points.size(0)}) &&
+                  point_lengths.scalar_type() == at::kLong && face_lengths.scalar_type() == at::kLong,
+              "mesh ops: lengths must be (B,) int64");
+  for (const at::Tensor* t : {&point_lengths, &tris, &face, &lo, &hi, &face_lengths}) {
+    TORCH_CHECK(t->device() == points.device(), "mesh ops: all tensors must be on one device");
+  }
+}
+
+namespace {
+
+std::vector<int64_t> host_lengths(const at::Tensor& lengths, int64_t limit, const char* name) {
+  const at::Tensor l = lengths.cpu().contiguous();
+  std::vector<int64_t> out(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
+  for (int64_t v : out) TORCH_CHECK(v >= 0 && v <= limit, name, " values must lie in [0, ", limit, "]");
+  return out;
+}
+
+template <typename scalar_t>
+TriangleTreeView<scalar_t> tree_view(const at::Tensor& tris, const at::Tensor& face, const at::Tensor& lo,
+                                     const at::Tensor& hi, int64_t b, int64_t n) {
+  const int64_t S = tris.size(1), leaves = S / kLeafSize;
+  return TriangleTreeView<scalar_t>{tris.data_ptr<scalar_t>() + b * S * 9, face.data_ptr<int64_t>() + b * S,
+                                    lo.data_ptr<scalar_t>() + b * 2 * leaves * 3,
+                                    hi.data_ptr<scalar_t>() + b * 2 * leaves * 3, leaves, n};
+}
+
+// Frames and boxes of every slot (prepare_slot), for closest-point queries.
+template <typename scalar_t>
+std::pair<at::Tensor, at::Tensor> prepare_slots(const at::Tensor& tris) {
+  const int64_t slots = tris.size(0) * tris.size(1);
+  at::Tensor frames = at::empty({slots, static_cast<int64_t>(sizeof(TriangleFrame))}, tris.options().dtype(at::kByte));
+  at::Tensor boxes = at::empty({slots, 6}, tris.options());
+  const scalar_t* corners = tris.data_ptr<scalar_t>();
+  auto* f = reinterpret_cast<TriangleFrame*>(frames.data_ptr<uint8_t>());
+  scalar_t* box = boxes.data_ptr<scalar_t>();
+  at::parallel_for(0, slots, 4096, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) prepare_slot(corners + 9 * s, f + s, box + 6 * s);
+  });
+  return {frames, boxes};
+}
+
+// Queries in Morton order of each mesh's bounding box, for cache coherence.
+template <typename scalar_t>
+std::vector<int64_t> query_order(const at::Tensor& points, const std::vector<int64_t>& pl, const at::Tensor& lo,
+                                 const at::Tensor& hi) {
+  const int64_t B = points.size(0);
+  std::vector<double> frame_lo(3 * B, 0.0), scale(B, 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    double l[3], h[3];
+    for (int a = 0; a < 3; ++a) {  // the root box (node 1)
+      l[a] = static_cast<double>(lo[b][1][a].template item<scalar_t>());
+      h[a] = static_cast<double>(hi[b][1][a].template item<scalar_t>());
+      frame_lo[3 * b + a] = std::isfinite(l[a]) ? l[a] : 0.0;
+    }
+    scale[b] = morton_scale(l, h);
+  }
+  return morton_order_cpu(points, pl, frame_lo.data(), scale.data());
+}
+
+}  // namespace
+
+at::Tensor kd_order_cpu(const at::Tensor& points, const at::Tensor& lengths) {
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && at::isFloatingType(points.scalar_type()),
+              "kd_order: points must be (B, N, 3) floating point");
+  TORCH_CHECK(lengths.sizes() == at::IntArrayRef({points.size(0)}) && lengths.scalar_type() == at::kLong,
+              "kd_order: lengths must be (B,) int64");
+  const std::vector<int64_t> n = host_lengths(lengths, points.size(1), "kd_order: lengths");
+  return build_point_tree_cpu(points.contiguous(), n).idx;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(const at::Tensor& points_in,
+                                                                    const at::Tensor& point_lengths,
+                                                                    const at::Tensor& tris_in, const at::Tensor& face,
+                                                                    const at::Tensor& lo, const at::Tensor& hi,
+                                                                    const at::Tensor& face_lengths) {
+  check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
+  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
+  const int64_t B = points.size(0), N = points.size(1);
+  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "closest_triangle: point_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "closest_triangle: face_lengths");
+  at::Tensor dist2 = at::zeros({B, N}, points.options());
+  at::Tensor out_face = at::full({B, N}, -1, face.options());
+  at::Tensor bary = at::zeros({B, N, 3}, points.options());
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_triangle_cpu", [&] {
+    const std::vector<int64_t> order = query_order<scalar_t>(points, pl, lo, hi);
+    const at::Tensor loc = lo.contiguous(), hic = hi.contiguous(), facec = face.contiguous();
+    const auto [frames, boxes] = prepare_slots<scalar_t>(tris);
+    const int64_t S = tris.size(1);
+    const scalar_t* q = points.data_ptr<scalar_t>();
+    scalar_t* d_out = dist2.data_ptr<scalar_t>();
+    int64_t* f_out = out_face.data_ptr<int64_t>();
+    scalar_t* w_out = bary.data_ptr<scalar_t>();
+    const int64_t total = order.size();
+    constexpr int64_t kChunk = 128;
+    at::parallel_for(0, (total + kChunk - 1) / kChunk, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t prev_b = -1, prev_slot = -1;
+        for (int64_t pos = c * kChunk; pos < std::min(total, (c + 1) * kChunk); ++pos) {
+          const int64_t flat = order[pos], b = flat / N;
+          TriangleTreeView<scalar_t> t = tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]);
+          t.frames = reinterpret_cast<const TriangleFrame*>(frames.data_ptr<uint8_t>()) + b * S;
+          t.boxes = boxes.data_ptr<scalar_t>() + b * S * 6;
+          const Vec3 p = vec3(q + 3 * flat);
+          ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
+          // Warm start: begin at the leaf of the previous query's triangle, usually the answer's.
+          closest_triangle(t, p, best, b == prev_b && prev_slot >= 0 ? prev_slot / kLeafSize : -1);
+          if (best.face < 0) continue;
+          d_out[flat] = static_cast<scalar_t>(best.dist2);
+          f_out[flat] = best.face;
+          for (int k = 0; k < 3; ++k) w_out[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
+          prev_b = b;
+          prev_slot = best.slot;
+        }
+      }
+    });
+  });
+  return {dist2, out_face, bary};
+}
+
+at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in,
+                              const at::Tensor& face, const at::Tensor& lo, const at::Tensor& hi,
+                              const at::Tensor& face_lengths, const at::Tensor& centre, const at::Tensor& normal_sum,
+                              const at::Tensor& moment, const at::Tensor& radius, double beta) {
+  check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
+  check_winding_args(lo, centre, normal_sum, moment, radius, beta);
+  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
+  const int64_t B = points.size(0), N = points.size(1), nodes = lo.size(1);
+  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "winding_number: point_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "winding_number: face_lengths");
+  at::Tensor out = at::zeros({B, N}, points.options());
+  const at::Tensor c = centre.contiguous(), ns = normal_sum.contiguous(), mo = moment.contiguous(),
+                   r = radius.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "winding_number_cpu", [&] {
+    const std::vector<int64_t> order = query_order<scalar_t>(points, pl, lo, hi);
+    const at::Tensor loc = lo.contiguous(), hic = hi.contiguous(), facec = face.contiguous();
+    const scalar_t* q = points.data_ptr<scalar_t>();
+    scalar_t* w_out = out.data_ptr<scalar_t>();
+    at::parallel_for(0, static_cast<int64_t>(order.size()), 64, [&](int64_t p0, int64_t p1) {
+      for (int64_t pos = p0; pos < p1; ++pos) {
+        const int64_t flat = order[pos], b = flat / N;
+        const WindingMoments m{c.data_ptr<double>() + b * nodes * 3, ns.data_ptr<double>() + b * nodes * 3,
+                               mo.data_ptr<double>() + b * nodes * 9, r.data_ptr<double>() + b * nodes};
+        w_out[flat] = static_cast<scalar_t>(
+            winding_number(tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]), m, vec3(q + 3 * flat), beta));
+      }
+    });
+  });
+  return out;
+}
+
+void check_winding_args(const at::Tensor& lo, const at::Tensor& centre, const at::Tensor& normal_sum,
+                        const at::Tensor& moment, const at::Tensor& radius, double beta) {
+  const int64_t B = lo.size(0), nodes = lo.size(1);
+  TORCH_CHECK(centre.sizes() == at::IntArrayRef({B, nodes, 3}) && normal_sum.sizes() == centre.sizes() &&
+                  moment.sizes() == at::IntArrayRef({B, nodes, 9}) && radius.sizes() == at::IntArrayRef({B, nodes}),
+              "winding_number: node moments must be (B, nodes, 3), (B, nodes, 3), (B, nodes, 9), (B, nodes)");
+  for (const at::Tensor* t : {&centre, &normal_sum, &moment, &radius}) {
+    TORCH_CHECK(t->scalar_type() == at::kDouble, "winding_number: node moments must be float64");
+    TORCH_CHECK(t->device() == lo.device(), "winding_number: all tensors must be on one device");
+  }
+  TORCH_CHECK(beta > 0.0, "winding_number: beta must be positive");
+}
+
+TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) {
+  m.impl("kd_order", &kd_order_cpu);
+  m.impl("closest_triangle", &closest_triangle_cpu);
+  m.impl("winding_number", &winding_number_cpu);
+}
+
+}  // namespace pm

@@ -1,0 +1,166 @@
+// CUDA implementations of the mesh ops (see mesh_cpu.cpp): one thread per query, queries in
+// Morton order of each mesh's box so that neighbouring threads walk the same nodes.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <limits>
+
+#include "../nn/morton.h"
+#include "../nn/point_tree_build.h"
+#include "mesh.h"
+#include "mesh_tree.h"
+
+namespace pm {
+
+namespace {
+
+constexpr int kThreads = 128;
+
+template <typename scalar_t>
+__device__ TriangleTreeView<scalar_t> tree_view(const scalar_t* tris, const int64_t* face, const scalar_t* lo,
+                                                const scalar_t* hi, int64_t S, int64_t b, int64_t n) {
+  const int64_t leaves = S / kLeafSize;
+  return TriangleTreeView<scalar_t>{tris + b * S * 9, face + b * S, lo + b * 2 * leaves * 3, hi + b * 2 * leaves * 3,
+                                    leaves, n};
+}
+
+template <typename scalar_t>
+__global__ void prepare_slots_kernel(const scalar_t* __restrict__ tris, int64_t slots, TriangleFrame* frames,
+                                     scalar_t* boxes) {
+  const int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (s < slots) prepare_slot(tris + 9 * s, frames + s, boxes + 6 * s);
+}
+
+template <typename scalar_t>
+__global__ void closest_triangle_kernel(const scalar_t* __restrict__ points, int64_t N, const int64_t* order,
+                                        int64_t total, const scalar_t* tris, const int64_t* face, const scalar_t* lo,
+                                        const scalar_t* hi, const int64_t* face_lengths, int64_t S,
+                                        const TriangleFrame* frames, const scalar_t* boxes, scalar_t* dist2,
+                                        int64_t* out_face, scalar_t* bary) {
+  const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (t >= total) return;
+  const int64_t flat = order[t], b = flat / N;
+  ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
+  TriangleTreeView<scalar_t> view = tree_view(tris, face, lo, hi, S, b, face_lengths[b]);
+  view.frames = frames + b * S;
+  view.boxes = boxes + b * S * 6;
+  closest_triangle(view, vec3(points + 3 * flat), best);
+  if (best.face < 0) return;
+  dist2[flat] = static_cast<scalar_t>(best.dist2);
+  out_face[flat] = best.face;
+  for (int k = 0; k < 3; ++k) bary[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
+}
+
+template <typename scalar_t>
+__global__ void winding_number_kernel(const scalar_t* __restrict__ points, int64_t N, const int64_t* order,
+                                      int64_t total, const scalar_t* tris, const int64_t* face, const scalar_t* lo,
+                                      const scalar_t* hi, const int64_t* face_lengths, int64_t S,
+                                      const double* centre, const double* normal_sum, const double* moment,
+                                      const double* radius, double beta, scalar_t* out) {
+  const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (t >= total) return;
+  const int64_t flat = order[t], b = flat / N, nodes = 2 * (S / kLeafSize);
+  const WindingMoments m{centre + b * nodes * 3, normal_sum + b * nodes * 3, moment + b * nodes * 9,
+                         radius + b * nodes};
+  out[flat] = static_cast<scalar_t>(
+      winding_number(tree_view(tris, face, lo, hi, S, b, face_lengths[b]), m, vec3(points + 3 * flat), beta));
+}
+
+// Queries in Morton order of each mesh's root box (node 1).
+at::Tensor query_order(const at::Tensor& points, const at::Tensor& point_lengths, const at::Tensor& lo,
+                       const at::Tensor& hi) {
+  const at::Tensor rlo = lo.select(1, 1).to(at::kDouble), rhi = hi.select(1, 1).to(at::kDouble);
+  const at::Tensor frame_lo = at::where(rlo.isfinite(), rlo, at::zeros({}, rlo.options()));
+  const at::Tensor ext = (rhi - rlo).amax(1);
+  const at::Tensor scale = at::where(ext.gt(0).logical_and(ext.isfinite()), static_cast<double>(kMortonMax) / ext,
+                                     at::zeros({}, ext.options()));
+  return morton_order_aten(points, point_lengths, frame_lo, scale).contiguous();
+}
+
+int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+
+}  // namespace
+
+at::Tensor kd_order_cuda(const at::Tensor& points, const at::Tensor& lengths) {
+  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && at::isFloatingType(points.scalar_type()),
+              "kd_order: points must be (B, N, 3) floating point");
+  TORCH_CHECK(lengths.sizes() == at::IntArrayRef({points.size(0)}) && lengths.scalar_type() == at::kLong,
+              "kd_order: lengths must be (B,) int64");
+  const c10::cuda::CUDAGuard guard(points.device());
+  return build_point_tree_aten(points.contiguous(), lengths.clamp(0, points.size(1))).idx;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda(const at::Tensor& points_in,
+                                                                     const at::Tensor& point_lengths,
+                                                                     const at::Tensor& tris_in, const at::Tensor& face,
+                                                                     const at::Tensor& lo, const at::Tensor& hi,
+                                                                     const at::Tensor& face_lengths) {
+  check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
+  const c10::cuda::CUDAGuard guard(points_in.device());
+  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
+  const int64_t B = points.size(0), N = points.size(1), S = tris.size(1);
+  const at::Tensor pl = point_lengths.clamp(0, N), fl = face_lengths.clamp(0, S).contiguous();
+  at::Tensor dist2 = at::zeros({B, N}, points.options());
+  at::Tensor out_face = at::full({B, N}, -1, face.options());
+  at::Tensor bary = at::zeros({B, N, 3}, points.options());
+  const at::Tensor order = query_order(points, pl, lo, hi);
+  const int64_t total = order.numel();
+  if (total == 0) return {dist2, out_face, bary};
+  const at::Tensor facec = face.contiguous(), loc = lo.contiguous(), hic = hi.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_triangle_cuda", [&] {
+    const int64_t slots = B * S;
+    at::Tensor frames = at::empty({slots, static_cast<int64_t>(sizeof(TriangleFrame))}, tris.options().dtype(at::kByte));
+    at::Tensor boxes = at::empty({slots, 6}, tris.options());
+    auto stream = c10::cuda::getCurrentCUDAStream();
+    auto* frame_ptr = reinterpret_cast<TriangleFrame*>(frames.data_ptr<uint8_t>());
+    prepare_slots_kernel<scalar_t><<<blocks_for(slots), kThreads, 0, stream>>>(tris.data_ptr<scalar_t>(), slots,
+                                                                              frame_ptr, boxes.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    closest_triangle_kernel<scalar_t><<<blocks_for(total), kThreads, 0, stream>>>(
+        points.data_ptr<scalar_t>(), N, order.data_ptr<int64_t>(), total, tris.data_ptr<scalar_t>(),
+        facec.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(), hic.data_ptr<scalar_t>(), fl.data_ptr<int64_t>(), S,
+        frame_ptr, boxes.data_ptr<scalar_t>(), dist2.data_ptr<scalar_t>(), out_face.data_ptr<int64_t>(),
+        bary.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {dist2, out_face, bary};
+}
+
+at::Tensor winding_number_cuda(const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in,
+                               const at::Tensor& face, const at::Tensor& lo, const at::Tensor& hi,
+                               const at::Tensor& face_lengths, const at::Tensor& centre, const at::Tensor& normal_sum,
+                               const at::Tensor& moment, const at::Tensor& radius, double beta) {
+  check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
+  check_winding_args(lo, centre, normal_sum, moment, radius, beta);
+  const c10::cuda::CUDAGuard guard(points_in.device());
+  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
+  const int64_t B = points.size(0), N = points.size(1), S = tris.size(1);
+  const at::Tensor pl = point_lengths.clamp(0, N), fl = face_lengths.clamp(0, S).contiguous();
+  at::Tensor out = at::zeros({B, N}, points.options());
+  const at::Tensor order = query_order(points, pl, lo, hi);
+  const int64_t total = order.numel();
+  if (total == 0) return out;
+  const at::Tensor facec = face.contiguous(), loc = lo.contiguous(), hic = hi.contiguous();
+  const at::Tensor c = centre.contiguous(), ns = normal_sum.contiguous(), mo = moment.contiguous(),
+                   r = radius.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "winding_number_cuda", [&] {
+    winding_number_kernel<scalar_t><<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        points.data_ptr<scalar_t>(), N, order.data_ptr<int64_t>(), total, tris.data_ptr<scalar_t>(),
+        facec.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(), hic.data_ptr<scalar_t>(), fl.data_ptr<int64_t>(), S,
+        c.data_ptr<double>(), ns.data_ptr<double>(), mo.data_ptr<double>(), r.data_ptr<double>(), beta,
+        out.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(pointmetrics, CUDA, m) {
+  m.impl("kd_order", &kd_order_cuda);
+  m.impl("closest_triangle", &closest_triangle_cuda);
+  m.impl("winding_number", &winding_number_cuda);
+}
+
+}  // namespace pm

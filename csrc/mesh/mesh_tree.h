@@ -1,0 +1,213 @@
+// Searches over a triangle bounding-volume hierarchy, written once for host and device.
+//
+// The hierarchy has the implicit layout of nn/point_tree.h: triangles are ordered by a balanced
+// kd-tree over their centroids and cut into leaves of kLeafSize; node i has children 2i and
+// 2i+1, leaf j is node P + j, and every node stores the box of its triangles' corners.
+//
+//   closest_triangle: exact closest point of the mesh to a query. Nearer child first; a node is
+//     skipped when its box is farther than the best distance so far (with the pruning slack of
+//     cannot_beat). Ties go to the smaller face index, so the answer does not depend on the order
+//     of the search, the device or the thread.
+//   winding_number: generalised winding number (Jacobson et al. 2013), exact solid angles near the
+//     query and Barill et al.'s (2018) second-order far-field expansion for nodes farther than
+//     beta times their radius.
+#pragma once
+
+#include <cstdint>
+
+#include "../nn/point_tree.h"
+#include "triangle.h"
+
+namespace pm {
+
+template <typename scalar_t>
+struct TriangleTreeView {
+  const scalar_t* tris;  // (S, 3, 3) triangle corners in tree order
+  const int64_t* face;   // (S,) original face index of each triangle
+  const scalar_t* lo;    // (2P, 3) node box minima (+inf for empty nodes)
+  const scalar_t* hi;    // (2P, 3) node box maxima (-inf for empty nodes)
+  int64_t leaves;        // P, a power of two
+  int64_t n;             // valid triangles
+  const TriangleFrame* frames = nullptr;  // (S,) prepared triangles, for closest_triangle
+  const scalar_t* boxes = nullptr;        // (S, 6) triangle boxes (lo, hi), for closest_triangle
+};
+
+// Prepares slot s of a tree for closest-point queries (frames and boxes above).
+template <typename scalar_t>
+PM_HD void prepare_slot(const scalar_t* corners, TriangleFrame* frame, scalar_t* box) {
+  *frame = make_frame(vec3(corners), vec3(corners + 3), vec3(corners + 6));
+  for (int a = 0; a < 3; ++a) {
+    box[a] = min_val(min_val(corners[a], corners[3 + a]), corners[6 + a]);
+    box[3 + a] = max_val(max_val(corners[a], corners[3 + a]), corners[6 + a]);
+  }
+}
+
+// Far-field data of every node for the winding number, in double.
+struct WindingMoments {
+  const double* centre;      // (2P, 3) area-weighted centroid of the node's triangles
+  const double* normal_sum;  // (2P, 3) sum of area * unit normal
+  const double* moment;      // (2P, 9) sum of area * (centroid - centre) normal^T, row-major
+  const double* radius;      // (2P,) distance from centre to the farthest corner of the node's box
+};
+
+struct ClosestTriangle {
+  double dist2;   // squared distance of the best triangle so far
+  int64_t face;   // its original face index (-1: none yet)
+  int64_t slot;   // its position in tree order
+  double w[3];    // barycentric weights of the closest point
+  double bound;   // accept only candidates within this squared distance until one is found
+
+  PM_HD double threshold() const { return face < 0 ? bound : dist2; }
+};
+
+// From the prepared frame when there is one, else from a frame made on the spot (same answer).
+template <typename scalar_t>
+PM_HD TrianglePoint closest_on_slot(const TriangleTreeView<scalar_t>& t, Vec3 p, int64_t s) {
+  if (t.frames != nullptr) return closest_on_frame(p, t.frames[s]);
+  const scalar_t* c = t.tris + 9 * s;
+  return closest_on_frame(p, make_frame(vec3(c), vec3(c + 3), vec3(c + 6)));
+}
+
+// Lower bound on the squared distance from q to a node, from its box in the input precision;
+// cannot_beat's slack covers the rounding.
+template <typename scalar_t>
+PM_HD scalar_t node_distance2(const TriangleTreeView<scalar_t>& t, int64_t node, const scalar_t* q) {
+  return box_lower_bound<scalar_t, 2>(t.lo + 3 * node, t.hi + 3 * node, q);
+}
+
+template <typename scalar_t>
+PM_HD void scan_triangles(const TriangleTreeView<scalar_t>& t, int64_t leaf, Vec3 p, const scalar_t* q,
+                          ClosestTriangle& best) {
+  const int64_t begin = leaf * kLeafSize;
+  const int64_t end = begin + kLeafSize < t.n ? begin + kLeafSize : t.n;
+  for (int64_t s = begin; s < end; ++s) {
+    // The triangle's own box first: most triangles of a leaf are farther than the best so far,
+    // and the box test costs a fraction of the exact closest-point computation.
+    scalar_t own[6];
+    const scalar_t* box = t.boxes != nullptr ? t.boxes + 6 * s : own;
+    if (t.boxes == nullptr) {
+      TriangleFrame unused;
+      prepare_slot(t.tris + 9 * s, &unused, own);
+    }
+    if (cannot_beat(static_cast<double>(box_lower_bound<scalar_t, 2>(box, box + 3, q)), best.threshold())) continue;
+    const TrianglePoint tp = closest_on_slot(t, p, s);
+    const int64_t f = t.face[s];
+    const bool better = best.face < 0 ? tp.dist2 <= best.bound
+                                      : (tp.dist2 < best.dist2 || (tp.dist2 == best.dist2 && f < best.face));
+    if (!better) continue;  // also rejects NaN
+    best.dist2 = tp.dist2;
+    best.face = f;
+    best.slot = s;
+    best.w[0] = tp.w[0];
+    best.w[1] = tp.w[1];
+    best.w[2] = tp.w[2];
+  }
+}
+
+// Top-down search of the subtree under `root`, nearer child first.
+template <typename scalar_t>
+PM_HD void search_subtree(const TriangleTreeView<scalar_t>& t, int64_t root, Vec3 p, const scalar_t* q,
+                          ClosestTriangle& best) {
+  int64_t node_stack[kTreeStack];
+  scalar_t lb_stack[kTreeStack];
+  int sp = 0;
+  node_stack[sp] = root;
+  lb_stack[sp++] = node_distance2(t, root, q);
+  while (sp > 0) {
+    --sp;
+    const int64_t node = node_stack[sp];
+    const double thr = best.threshold();
+    if (cannot_beat(static_cast<double>(lb_stack[sp]), thr)) continue;
+    if (node >= t.leaves) {
+      scan_triangles(t, node - t.leaves, p, q, best);
+      continue;
+    }
+    const int64_t left = 2 * node, right = left + 1;
+    const scalar_t lb_left = node_distance2(t, left, q), lb_right = node_distance2(t, right, q);
+    const bool left_first = !(lb_right < lb_left);
+    const scalar_t lb_far = left_first ? lb_right : lb_left, lb_near = left_first ? lb_left : lb_right;
+    if (!cannot_beat(static_cast<double>(lb_far), thr)) {  // pushed first, popped last
+      node_stack[sp] = left_first ? right : left;
+      lb_stack[sp++] = lb_far;
+    }
+    if (!cannot_beat(static_cast<double>(lb_near), thr)) {
+      node_stack[sp] = left_first ? left : right;
+      lb_stack[sp++] = lb_near;
+    }
+  }
+}
+
+// Exact closest point of the mesh to p. With a start leaf (typically the previous query's), that
+// leaf is scanned first and the search climbs from it, testing one sibling box per level; every
+// triangle is in the start leaf or under one of those siblings, so nothing is missed. Without
+// one (start_leaf < 0) the search runs top-down from the root.
+template <typename scalar_t>
+PM_HD void closest_triangle(const TriangleTreeView<scalar_t>& t, Vec3 p, ClosestTriangle& best,
+                            int64_t start_leaf = -1) {
+  if (t.n <= 0) return;
+  const scalar_t q[3] = {static_cast<scalar_t>(p.x), static_cast<scalar_t>(p.y), static_cast<scalar_t>(p.z)};
+  if (start_leaf < 0 || start_leaf >= t.leaves) {
+    search_subtree(t, 1, p, q, best);
+    return;
+  }
+  scan_triangles(t, start_leaf, p, q, best);
+  for (int64_t node = t.leaves + start_leaf; node > 1; node /= 2) {
+    const int64_t sibling = node ^ 1;
+    if (!cannot_beat(static_cast<double>(node_distance2(t, sibling, q)), best.threshold())) {
+      search_subtree(t, sibling, p, q, best);
+    }
+  }
+}
+
+// Second-order far-field winding number of a node seen from p (Barill et al. 2018, eq. 11):
+// with y = centre - p, r = |y|:  (N.y / r^3 - (3 y^T M y - r^2 tr M) / r^5) / (4 pi).
+PM_HD double far_field_winding(const WindingMoments& m, int64_t node, Vec3 p) {
+  const double* c = m.centre + 3 * node;
+  const double* N = m.normal_sum + 3 * node;
+  const double* M = m.moment + 9 * node;
+  const Vec3 y = Vec3{c[0], c[1], c[2]} - p;
+  const double r2 = dot(y, y), r = std::sqrt(r2);
+  const double r3 = r2 * r, r5 = r3 * r2;
+  const double yv[3] = {y.x, y.y, y.z};
+  double yMy = 0.0;
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) yMy = add(yMy, mul(mul(yv[i], M[3 * i + j]), yv[j]));
+  }
+  const double trace = add(add(M[0], M[4]), M[8]);
+  const double dipole = dot(Vec3{N[0], N[1], N[2]}, y) / r3;
+  const double quadrupole = sub(mul(3.0, yMy), mul(r2, trace)) / r5;
+  return sub(dipole, quadrupole) / (2.0 * kTwoPi);
+}
+
+template <typename scalar_t>
+PM_HD double winding_number(const TriangleTreeView<scalar_t>& t, const WindingMoments& m, Vec3 p, double beta) {
+  if (t.n <= 0) return 0.0;
+  double w = 0.0;
+  int64_t stack[kTreeStack];
+  int sp = 0;
+  stack[sp++] = 1;
+  while (sp > 0) {
+    const int64_t node = stack[--sp];
+    if (t.lo[3 * node] > t.hi[3 * node]) continue;  // empty node
+    const double* c = m.centre + 3 * node;
+    const Vec3 y = Vec3{c[0], c[1], c[2]} - p;
+    if (dot(y, y) > mul(mul(beta, beta), mul(m.radius[node], m.radius[node]))) {
+      w = add(w, far_field_winding(m, node, p));
+      continue;
+    }
+    if (node >= t.leaves) {
+      const int64_t begin = (node - t.leaves) * kLeafSize;
+      const int64_t end = begin + kLeafSize < t.n ? begin + kLeafSize : t.n;
+      for (int64_t s = begin; s < end; ++s) {
+        const scalar_t* v = t.tris + 9 * s;
+        w = add(w, triangle_winding(p, vec3(v), vec3(v + 3), vec3(v + 6)));
+      }
+      continue;
+    }
+    stack[sp++] = 2 * node + 1;
+    stack[sp++] = 2 * node;
+  }
+  return w;
+}
+
+}  // namespace pm

@@ -1,0 +1,257 @@
+"""Closest points on meshes, winding numbers and the BVH, against brute force and other libraries."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA
+
+import pointmetrics as pm
+from pointmetrics import io, reference
+
+ops = torch.ops.pointmetrics
+
+
+def load(name):
+    g = io.load(DATA / name)
+    return g.vertices, g.faces
+
+
+def random_mesh(gen, n_verts=60, n_faces=150, scale=1.0, offset=0.0):
+    """Random triangles plus planted degenerate ones: repeated vertices, collinear, zero-area,
+    slivers, and tiny triangles."""
+    v = torch.rand(n_verts, 3, generator=gen, dtype=torch.float64) * scale + offset
+    f = torch.randint(0, n_verts, (n_faces, 3), generator=gen)
+    extra_v = [
+        v[0],
+        v[1],
+        (v[0] + v[1]) / 2,
+        v[2] + torch.tensor([1e-9, 0, 0], dtype=torch.float64) * scale,
+        v[3] + torch.tensor([1e-7, 2e-7, 0], dtype=torch.float64) * scale,
+        v[3] + torch.tensor([0, 1e-7, 3e-7], dtype=torch.float64) * scale,
+    ]
+    v = torch.cat([v, torch.stack(extra_v)])
+    n = n_verts
+    planted = torch.tensor([[0, 0, 1], [0, 1, n + 2], [5, 5, 5], [2, 3, n + 3], [3, n + 4, n + 5], [0, 1, n]])
+    return v, torch.cat([f, planted])
+
+
+def queries(gen, v, n=400):
+    lo, hi = v.amin(0), v.amax(0)
+    span = (hi - lo).max()
+    return lo - 0.2 * span + (hi - lo + 0.4 * span) * torch.rand(n, 3, generator=gen, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("scale,offset", [(1.0, 0.0), (1e-6, 0.0), (1e3, 0.0), (1.0, 1e4)])
+def test_closest_points_match_brute_force(gen, scale, offset):
+    v, f = random_mesh(gen, scale=scale, offset=offset)
+    q = queries(gen, v)
+    # queries on the planted degenerate and tiny triangles themselves
+    q = torch.cat([q, v[-6:], ((v[0] + v[1]) / 2 + 1e-3 * scale)[None]])
+    r = pm.closest_points_on_mesh(q, v, f)
+    want_d, want_f = reference.closest_points_on_mesh(q, v, f)
+    # squared distances carry rounding of order |coordinate| * 1e-16 times the distance
+    atol = 1e-14 * scale * (scale + offset)
+    torch.testing.assert_close(r.sq_distance, want_d, rtol=1e-9, atol=atol)
+    # the reported face and point realise the distance
+    torch.testing.assert_close(((q - r.points) ** 2).sum(-1), r.sq_distance, rtol=1e-9, atol=atol)
+    tri = v[f[r.face]]
+    torch.testing.assert_close((r.bary[..., None] * tri).sum(1), r.points, rtol=1e-9, atol=1e-12 * (scale + offset))
+    assert torch.allclose(r.bary.sum(-1), torch.ones(len(q), dtype=torch.float64))
+
+
+def test_float32_matches_float64(gen):
+    v, f = random_mesh(gen)
+    q = queries(gen, v)
+    r32 = pm.closest_points_on_mesh(q.float(), v.float(), f)
+    want_d, _ = reference.closest_points_on_mesh(q.float().double(), v.float().double(), f)
+    torch.testing.assert_close(r32.sq_distance.double(), want_d, rtol=1e-5, atol=1e-7)
+
+
+def test_vertex_order_does_not_change_the_answer(gen):
+    v, f = random_mesh(gen)
+    q = queries(gen, v)
+    base = pm.closest_points_on_mesh(q, v, f)
+    for perm in ([1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0]):
+        r = pm.closest_points_on_mesh(q, v, f[:, perm])
+        assert torch.equal(r.sq_distance, base.sq_distance)  # bit for bit: corners are canonicalised
+        assert torch.equal(r.face, base.face)
+        torch.testing.assert_close(r.points, base.points, rtol=1e-9, atol=1e-9)
+
+
+def test_ties_go_to_the_smaller_face_and_runs_agree(gen):
+    v, f = load("bunny_res4.ply")  # 40 duplicate faces: exact ties
+    q = queries(gen, v, 2000)
+    first = pm.closest_points_on_mesh(q, v, f)
+    dup = f.sort(1).values
+    # where the reference's face has a duplicate with a smaller index, ours must be the smallest one
+    for i in range(0, 2000, 97):
+        same = (dup == dup[first.face[i]]).all(1).nonzero()[:, 0]
+        assert first.face[i] == same.min()
+    again = pm.closest_points_on_mesh(q, v, f)
+    assert torch.equal(first.face, again.face) and torch.equal(first.sq_distance, again.sq_distance)
+
+
+@pytest.mark.parametrize("name", ["bunny_res3.ply", "armadillo.ply", "demosthenes.ply"])
+def test_real_meshes_against_trimesh(gen, name):
+    trimesh = pytest.importorskip("trimesh")
+    pytest.importorskip("rtree")
+    v, f = load(name)
+    q = queries(gen, v, 1500)
+    r = pm.closest_points_on_mesh(q, v, f)
+    mesh = trimesh.Trimesh(v.numpy(), f.numpy(), process=False)
+    _, d, _ = trimesh.proximity.closest_point(mesh, q.numpy())
+    ours = r.distance.numpy()
+    span = float((v.amax(0) - v.amin(0)).max())
+    # trimesh's candidate search is not exact: it may miss the closest face, never beat it
+    assert (ours <= d + 1e-12 * span).all()
+    assert np.mean(np.abs(ours - d) < 1e-9 * span) > 0.99
+
+
+@pytest.mark.parametrize("name", ["bunny_res3.ply", "armadillo.ply", "demosthenes.ply"])
+def test_real_meshes_against_open3d(gen, name):
+    try:
+        import open3d as o3d
+    except (ImportError, OSError):
+        pytest.skip("Open3D is not available")
+    v, f = load(name)
+    q = queries(gen, v, 1500)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(v.float().numpy()), o3d.core.Tensor(f.numpy().astype(np.uint32)))
+    d = scene.compute_distance(o3d.core.Tensor(q.float().numpy())).numpy()
+    span = float((v.amax(0) - v.amin(0)).max())
+    np.testing.assert_allclose(pm.closest_points_on_mesh(q, v, f).distance.numpy(), d, rtol=1e-4, atol=1e-6 * span)
+
+
+def test_bunny_quirks_unreferenced_vertices_duplicates_holes(gen):
+    v, f = load("bunny_res4.ply")
+    v = torch.cat([v, torch.rand(50, 3, generator=gen, dtype=torch.float64) + 5])  # unreferenced, far away
+    q = queries(gen, v[:453], 300)
+    r = pm.closest_points_on_mesh(q, v, f)
+    want, _ = reference.closest_points_on_mesh(q, v, f)
+    torch.testing.assert_close(r.sq_distance, want)
+
+
+def test_gradcheck_points_and_vertices(gen):
+    v, f = random_mesh(gen, n_verts=12, n_faces=10)
+    v, f = v[:12], f[:10]
+    q = queries(gen, v, 20)
+    q.requires_grad_()
+    v.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: pm.closest_points_on_mesh(a, b, f).sq_distance, (q, v))
+    assert torch.autograd.gradcheck(lambda a, b: pm.closest_points_on_mesh(a, b, f).points, (q, v))
+    assert torch.autograd.gradcheck(lambda a, b: pm.closest_points_on_mesh(a, b, f).distance, (q, v))
+    assert torch.autograd.gradgradcheck(lambda a, b: pm.closest_points_on_mesh(a, b, f).sq_distance, (q, v))
+
+
+def test_distance_gradient_is_finite_on_the_surface(gen):
+    v, f = load("bunny_res4.ply")
+    s = pm.sample_points_on_mesh(v, f, 200, generator=gen).points.requires_grad_()
+    pm.point_to_surface_distance(s, v, f).backward()
+    assert torch.isfinite(s.grad).all()
+
+
+def test_batches_and_lists_of_meshes(gen):
+    v1, f1 = random_mesh(gen)
+    v2, f2 = load("bunny_res4.ply")
+    q1, q2 = queries(gen, v1, 100), queries(gen, v2, 70)
+    listed = pm.closest_points_on_mesh([q1, q2], [v1, v2], [f1, f2])
+    for b, (q, v, f) in enumerate([(q1, v1, f1), (q2, v2, f2)]):
+        single = pm.closest_points_on_mesh(q, v, f)
+        n = q.shape[0]
+        torch.testing.assert_close(listed.sq_distance[b, :n], single.sq_distance)
+        assert torch.equal(listed.face[b, :n], single.face)
+    assert (listed.face[1, 70:] == -1).all()
+    bvh = pm.MeshBVH([v1, v2], [f1, f2])  # built once, queried twice
+    torch.testing.assert_close(bvh.closest_points([q1, q2]).sq_distance, listed.sq_distance)
+    torch.testing.assert_close(bvh.closest_points([q1 + 0.1, q2]).sq_distance[1, :70], listed.sq_distance[1, :70])
+
+
+def test_winding_number_closed_mesh(gen):
+    v, f = load("armadillo.ply")
+    q = queries(gen, v, 1500)
+    w = pm.winding_number(q, v, f)
+    exact = reference.winding_number(q, v, f)
+    assert (w - exact).abs().max() < 0.05
+    assert torch.equal(w >= 0.5, exact >= 0.5)
+    inside = exact > 0.5
+    assert inside.any() and (~inside).any()
+    assert ((exact[inside] - 1).abs() < 1e-9).all() and (exact[~inside].abs() < 1e-9).all()
+    w3 = pm.winding_number(q, v, f, beta=4.0)
+    assert (w3 - exact).abs().max() < (w - exact).abs().max()
+
+
+def test_winding_number_of_a_cube():
+    cube_v = torch.tensor([[x, y, z] for x in (0.0, 1.0) for y in (0.0, 1.0) for z in (0.0, 1.0)], dtype=torch.float64)
+    import trimesh
+
+    hull = trimesh.Trimesh(cube_v.numpy()).convex_hull
+    v, f = torch.tensor(hull.vertices), torch.tensor(hull.faces)
+    q = torch.tensor([[0.5, 0.5, 0.5], [0.1, 0.9, 0.2], [2.0, 0.5, 0.5], [-0.1, -0.1, -0.1]], dtype=torch.float64)
+    torch.testing.assert_close(pm.winding_number(q, v, f), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    # flipped orientation gives -1 inside; signed distance is negative inside
+    torch.testing.assert_close(pm.winding_number(q[:1], v, f[:, [0, 2, 1]]), torch.tensor([-1.0], dtype=torch.float64))
+    sd = pm.signed_distance(q, v, f)
+    torch.testing.assert_close(sd, torch.tensor([-0.5, -0.1, 1.0, 3**0.5 * 0.1], dtype=torch.float64))
+
+
+def test_open_mesh_winding_number_is_fractional_near_the_hole(gen):
+    v, f = load("demosthenes.ply")
+    q = queries(gen, v, 500)
+    w = pm.winding_number(q, v, f)
+    exact = reference.winding_number(q, v, f)
+    assert (w - exact).abs().max() < 0.05
+    assert ((exact > 0.05) & (exact < 0.95)).any()  # open base: not a clean 0/1 field
+
+
+def test_empty_mesh_gives_nan_with_warning():
+    v = torch.rand(4, 3, dtype=torch.float64)
+    f = torch.zeros(0, 3, dtype=torch.int64)
+    with pytest.warns(RuntimeWarning, match="no faces"):
+        r = pm.closest_points_on_mesh(torch.rand(5, 3, dtype=torch.float64), v, f)
+    assert torch.isnan(r.distance).all() and (r.face == -1).all()
+    assert (pm.winding_number(torch.rand(5, 3, dtype=torch.float64), v, f) == 0).all()
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda v, f: pm.closest_points_on_mesh(torch.rand(3, 3), v, f + 100), ValueError, "faces must index vertices"),
+        (lambda v, f: pm.closest_points_on_mesh(torch.rand(3, 3), v, f - 100), ValueError, "negative vertex"),
+        (lambda v, f: pm.closest_points_on_mesh(torch.rand(3, 3), v, f.float()), TypeError, "faces must be an integer"),
+        (lambda v, f: pm.closest_points_on_mesh(torch.rand(3, 3), v[:, :2], f), ValueError, r"verts must have shape"),
+        (
+            lambda v, f: pm.closest_points_on_mesh(torch.rand(3, 3), v.index_fill(0, f[0, :1], float("nan")), f),
+            ValueError,
+            "NaN or Inf",
+        ),
+        (lambda v, f: pm.closest_points_on_mesh(torch.rand(3, 2), v, f), ValueError, "3D points"),
+        (lambda v, f: pm.closest_points_on_mesh(torch.full((3, 3), float("inf")), v, f), ValueError, "points contains"),
+        (lambda v, f: pm.closest_points_on_mesh(torch.rand(2, 3, 3), v, f), ValueError, "2 clouds but there are 1"),
+        (lambda v, f: pm.winding_number(torch.rand(3, 3), v, f, beta=0), ValueError, "beta must be positive"),
+        (lambda v, f: pm.sample_points_on_mesh(v, f, 0), ValueError, "n must be a positive integer"),
+    ],
+)
+def test_bad_mesh_input_is_rejected(call, error, match):
+    v, f = load("bunny_res4.ply")
+    with pytest.raises(error, match=match):
+        call(v.float(), f)
+
+
+def test_unreferenced_nan_vertices_are_fine(gen):
+    v, f = load("bunny_res4.ply")
+    v = torch.cat([v, torch.full((3, 3), float("nan"), dtype=torch.float64)])
+    r = pm.closest_points_on_mesh(queries(gen, v[:453], 50), v, f)
+    assert torch.isfinite(r.distance).all()
+
+
+def test_opcheck(gen):
+    v, f = load("bunny_res4.ply")
+    bvh = pm.MeshBVH(v.float(), f)
+    pts = torch.rand(1, 40, 3, generator=gen) * 0.1
+    pl = torch.tensor([33])
+    torch.library.opcheck(ops.kd_order, (torch.rand(2, 50, 3, generator=gen), torch.tensor([50, 17])))
+    torch.library.opcheck(ops.closest_triangle, (pts, pl, bvh.tris, bvh.face, bvh.lo, bvh.hi, bvh.meshes.face_lengths))
+    torch.library.opcheck(
+        ops.winding_number,
+        (pts, pl, bvh.tris, bvh.face, bvh.lo, bvh.hi, bvh.meshes.face_lengths, *bvh._winding_moments(), 2.0),
+    )

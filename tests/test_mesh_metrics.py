@@ -1,0 +1,162 @@
+"""Surface sampling, the DTU lattice sampler, P2S, volumetric IoU and normal consistency."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA
+from scipy.spatial import cKDTree
+
+import pointmetrics as pm
+from pointmetrics import io, reference
+
+
+def load(name):
+    g = io.load(DATA / name)
+    return g.vertices, g.faces
+
+
+def box_mesh(lo, hi):
+    """Closed, outward-oriented box."""
+    import trimesh
+
+    box = trimesh.creation.box(bounds=[lo, hi])
+    return torch.tensor(box.vertices), torch.tensor(box.faces)
+
+
+def test_samples_lie_on_the_surface_uniformly_by_area(gen):
+    v, f = load("bunny_res4.ply")
+    s = pm.sample_points_on_mesh(v, f, 40_000, generator=gen)
+    d = pm.closest_points_on_mesh(s.points, v, f).distance
+    assert d.max() < 1e-12
+    torch.testing.assert_close((s.bary[..., None] * v[f[s.face_idx]]).sum(1), s.points)
+    areas, normals = pm.mesh.face_areas_normals(v, f)
+    torch.testing.assert_close(s.normals, normals[s.face_idx])
+    # face counts follow the areas (chi-square over the 50 largest faces)
+    counts = torch.bincount(s.face_idx, minlength=f.shape[0]).double()
+    expected = 40_000 * areas / areas.sum()
+    top = expected.argsort(descending=True)[:50]
+    chi2 = (((counts[top] - expected[top]) ** 2) / expected[top]).sum()
+    assert chi2 < 100  # 49 degrees of freedom: p < 1e-4 above this
+    again = pm.sample_points_on_mesh(v, f, 40_000, generator=torch.Generator().manual_seed(7))
+    same = pm.sample_points_on_mesh(v, f, 40_000, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(again.points, same.points)
+
+
+def test_samples_are_differentiable_in_the_vertices(gen):
+    v, f = load("bunny_res4.ply")
+    v = v[:40].clone().requires_grad_()
+    f = f[(f < 40).all(1)][:20]
+    seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+    assert torch.autograd.gradcheck(
+        lambda w: pm.sample_points_on_mesh(w, f, 30, generator=torch.Generator().manual_seed(seed)).points, (v,)
+    )
+
+
+def dtu_reference_sampler(vertices, triangles, thresh):
+    """DTUeval-python eval.py's sampler, transcribed (single process)."""
+    tri_vert = vertices[triangles]
+    v1 = tri_vert[:, 1] - tri_vert[:, 0]
+    v2 = tri_vert[:, 2] - tri_vert[:, 0]
+    l1 = np.linalg.norm(v1, axis=-1, keepdims=True)
+    l2 = np.linalg.norm(v2, axis=-1, keepdims=True)
+    area2 = np.linalg.norm(np.cross(v1, v2), axis=-1, keepdims=True)
+    non_zero_area = (area2 > 0)[:, 0]
+    l1, l2, area2, v1, v2, tri_vert = [arr[non_zero_area] for arr in [l1, l2, area2, v1, v2, tri_vert]]
+    thr = thresh * np.sqrt(l1 * l2 / area2)
+    n1 = np.floor(l1 / thr)
+    n2 = np.floor(l2 / thr)
+    pts = []
+    for i in range(len(n1)):
+        c = np.mgrid[: n1[i, 0] + 1, : n2[i, 0] + 1]
+        c += 0.5
+        c[0] /= max(n1[i, 0], 1e-7)
+        c[1] /= max(n2[i, 0], 1e-7)
+        c = np.transpose(c, (1, 2, 0))
+        k = c[c.sum(axis=-1) < 1]
+        pts.append(v1[i : i + 1] * k[:, :1] + v2[i : i + 1] * k[:, 1:] + tri_vert[i : i + 1, 0])
+    return np.concatenate([vertices, np.concatenate(pts, axis=0)], axis=0)
+
+
+@pytest.mark.parametrize("name,density", [("bunny_res4.ply", 0.003), ("demosthenes.ply", 0.01)])
+def test_dtu_lattice_sampler_is_bit_exact(name, density):
+    v, f = load(name)
+    f = torch.cat([f, torch.tensor([[0, 0, 1], [2, 2, 2]])])  # zero-area faces are dropped
+    got = pm.sample_mesh_lattice(v, f, density, chunk=5000)
+    want = dtu_reference_sampler(v.numpy(), f.numpy(), density)
+    assert got.shape == want.shape and got.shape[0] > 3 * v.shape[0]
+    assert np.array_equal(got.numpy(), want)
+    referenced = pm.sample_mesh_lattice(torch.cat([v, v[:5] + 9]), f, density, remove_unreferenced=True)
+    assert np.array_equal(referenced.numpy(), want)
+
+
+def test_point_to_surface_distance(gen):
+    v, f = load("bunny_res3.ply")
+    pts = torch.rand(3, 500, 3, generator=gen, dtype=torch.float64) * 0.2 - 0.1 + v.mean(0)
+    lengths = torch.tensor([500, 321, 7])
+    p2s = pm.point_to_surface_distance(
+        pts, v[None].expand(3, -1, -1), f[None].expand(3, -1, -1), points_lengths=lengths, reduction=None
+    )
+    for b in range(3):
+        d, _ = reference.closest_points_on_mesh(pts[b, : lengths[b]], v, f)
+        torch.testing.assert_close(p2s[b], d.sqrt().mean())
+    torch.testing.assert_close(pm.point_to_surface_distance(pts[0], v, f), p2s[0])
+
+
+def test_point_mesh_distance_both_directions(gen):
+    v, f = load("bunny_res3.ply")
+    scans = io.load(DATA / "bunny_scans_20k.ply").vertices
+    r = pm.point_mesh_distance(scans, v, f, samples=20_000, generator=gen)
+    # scans lie within a few millimetres of the decimated mesh, both ways
+    assert r.points_to_mesh.mean() < 2e-3 and r.mesh_to_points.mean() < 2e-3
+    d, _ = cKDTree(scans.numpy()).query(r.samples[0].numpy())
+    np.testing.assert_allclose(r.mesh_to_points[0].numpy(), d, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(r.chamfer[0], 0.5 * (r.points_to_mesh.mean() + r.mesh_to_points.mean()))
+
+
+def test_volumetric_iou_of_a_mesh_with_itself_is_one(gen):
+    v, f = load("armadillo.ply")
+    r = pm.volumetric_iou(v, f, v, f, n_points=20_000, generator=gen)
+    assert r.iou == 1.0 and r.inside_gt.any()
+    assert r.points.abs().max() < 10  # points drawn around the mesh, in its own frame
+
+
+def test_volumetric_iou_of_two_boxes_matches_the_analytic_value(gen):
+    a = box_mesh([0, 0, 0], [1, 1, 1])
+    b = box_mesh([0.5, 0, 0], [1.5, 1, 1])  # the ground truth
+    r = pm.volumetric_iou(*a, *b, n_points=100_000, generator=gen)
+    # Points cover only the ground truth's padded box, x in [0.45, 1.55]: the prediction counts
+    # from x = 0.45, so the union is 1.05 and the intersection 0.5. Binomial error about 0.003.
+    assert abs(float(r.iou) - 0.5 / 1.05) < 0.015
+    # the frame follows the ground truth: [-0.55, 0.55]^3 around it, scaled by its longest edge
+    lo, hi = r.points.amin(0), r.points.amax(0)
+    assert torch.allclose(lo, torch.tensor([0.45, -0.05, -0.05], dtype=lo.dtype), atol=0.01)
+    assert torch.allclose(hi, torch.tensor([1.55, 1.05, 1.05], dtype=lo.dtype), atol=0.01)
+
+
+def test_volumetric_iou_with_an_empty_prediction_is_zero(gen):
+    a = box_mesh([0, 0, 0], [1, 1, 1])
+    empty_f = torch.zeros(0, 3, dtype=torch.int64)
+    assert pm.volumetric_iou(a[0], empty_f, *a, n_points=1000, generator=gen).iou == 0.0
+    with pytest.warns(RuntimeWarning, match="empty"):
+        r = pm.volumetric_iou(a[0], empty_f, a[0], empty_f, n_points=1000, generator=gen)
+    assert torch.isnan(r.iou)
+
+
+def test_normal_consistency(gen):
+    v, f = load("bunny_res3.ply")
+    s = pm.sample_points_on_mesh(v, f, 5000, generator=gen)
+    t = pm.sample_points_on_mesh(v, f, 4000, generator=gen)
+    nc = pm.normal_consistency(s.points, s.normals, t.points, -t.normals)  # orientation does not matter
+
+    # ONet's distance_p2p with scipy
+    def one_way(a, an, b, bn):
+        _, idx = cKDTree(b.numpy()).query(a.numpy())
+        return np.abs((an.numpy() * bn.numpy()[idx]).sum(-1)).mean()
+
+    want = 0.5 * (one_way(s.points, s.normals, t.points, t.normals) + one_way(t.points, t.normals, s.points, s.normals))
+    assert abs(float(nc) - want) < 1e-12
+    assert 0.9 < float(nc) <= 1.0
+    mesh_nc = pm.mesh_normal_consistency(v, f, t.points, t.normals, samples=5000, generator=gen)
+    assert 0.9 < float(mesh_nc) <= 1.0
+    rotated = pm.normal_consistency(s.points, s.normals.roll(1, dims=-1), t.points, t.normals)
+    assert float(rotated) < float(nc) - 0.1
