@@ -24,14 +24,17 @@ def main(shared: str) -> None:
     os.makedirs(out, exist_ok=True)
     bunny = os.path.join(shared, "stanford_bunny")
     for res in ("res3", "res4"):
-        shutil.copyfile(os.path.join(bunny, "reconstruction", f"bun_zipper_{res}.ply"), os.path.join(out, f"bunny_{res}.ply"))
+        source = os.path.join(bunny, "reconstruction", f"bun_zipper_{res}.ply")
+        shutil.copyfile(source, os.path.join(out, f"bunny_{res}.ply"))
     scans = io.load(os.path.join(bunny, "derived", "bun_scans_aligned.ply")).vertices.numpy()
     pick = np.random.default_rng(0).choice(len(scans), 20000, replace=False)
     io.save_ply(os.path.join(out, "bunny_scans_20k.ply"), scans[np.sort(pick)])
     zipper = io.load(os.path.join(bunny, "reconstruction", "bun_zipper.ply")).vertices.numpy()
     io.save_ply(os.path.join(out, "bunny_zipper_vertices.ply"), zipper)
-    for source, name in (("stanford_armadillo/armadillo.obj", "armadillo.ply"),
-                         ("demosthenes_photoscan/demosthenes-low-res.obj", "demosthenes.ply")):
+    for source, name in (
+        ("stanford_armadillo/armadillo.obj", "armadillo.ply"),
+        ("demosthenes_photoscan/demosthenes-low-res.obj", "demosthenes.ply"),
+    ):
         mesh = io.load(os.path.join(shared, source))
         io.save_ply(os.path.join(out, name), mesh.vertices.numpy(), faces=mesh.faces.numpy())
 
