@@ -2,7 +2,7 @@
 
 from .bvh import MeshBVH, MeshProjection
 from .knn import KNN, knn_gather, knn_points
-from .mesh import Meshes, MeshSamples, as_meshes, sample_mesh_lattice, sample_points_on_mesh
+from .mesh import Meshes, MeshSamples, as_meshes, meshes_from_packed, sample_mesh_lattice, sample_points_on_mesh
 from .mesh_metrics import (
     PointMeshDistance,
     VolumetricIoU,
@@ -42,6 +42,7 @@ __all__ = [
     "VolumetricIoU",
     "closest_points_on_mesh",
     "mesh_normal_consistency",
+    "meshes_from_packed",
     "normal_consistency",
     "occupancy",
     "point_mesh_distance",

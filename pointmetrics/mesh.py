@@ -124,6 +124,24 @@ def as_meshes(verts, faces, face_lengths=None) -> Meshes:
     return meshes
 
 
+def meshes_from_packed(verts_packed: torch.Tensor, faces_packed: torch.Tensor, verts_per_mesh, faces_per_mesh):
+    """Packed meshes (PyTorch3D's layout: all vertices concatenated, all faces concatenated with
+    indices into the concatenated vertices) as (verts, faces, face_lengths), padded per mesh with
+    local indices, for any function here that takes a batch of meshes."""
+    verts_per_mesh = torch.as_tensor(verts_per_mesh, dtype=torch.int64).cpu()
+    faces_per_mesh = torch.as_tensor(faces_per_mesh, dtype=torch.int64).cpu()
+    if verts_per_mesh.shape != faces_per_mesh.shape or verts_per_mesh.ndim != 1:
+        raise ValueError("verts_per_mesh and faces_per_mesh must be (B,) and of the same length")
+    if int(verts_per_mesh.sum()) != verts_packed.shape[0] or int(faces_per_mesh.sum()) != faces_packed.shape[0]:
+        raise ValueError("verts_per_mesh and faces_per_mesh must sum to the packed sizes")
+    v_start = torch.cumsum(verts_per_mesh, 0) - verts_per_mesh
+    f_start = torch.cumsum(faces_per_mesh, 0) - faces_per_mesh
+    verts = [verts_packed[int(s) : int(s + n)] for s, n in zip(v_start, verts_per_mesh)]
+    faces = [faces_packed[int(s) : int(s + n)] - int(vs) for s, n, vs in zip(f_start, faces_per_mesh, v_start)]
+    m = _mesh_list(verts, faces)
+    return m.verts, m.faces, m.face_lengths
+
+
 def check_mesh(verts: torch.Tensor, faces: torch.Tensor, vname: str = "verts", fname: str = "faces") -> None:
     """Raises a ValueError/TypeError naming the argument for a malformed single mesh."""
     if not isinstance(verts, torch.Tensor) or not verts.is_floating_point():

@@ -166,6 +166,19 @@ def test_batches_and_lists_of_meshes(gen):
     torch.testing.assert_close(bvh.closest_points([q1 + 0.1, q2]).sq_distance[1, :70], listed.sq_distance[1, :70])
 
 
+def test_packed_meshes(gen):
+    v1, f1 = random_mesh(gen)
+    v2, f2 = load("bunny_res4.ply")
+    verts, faces, lengths = pm.meshes_from_packed(
+        torch.cat([v1, v2]), torch.cat([f1, f2 + len(v1)]), [len(v1), len(v2)], [len(f1), len(f2)]
+    )
+    q = torch.stack([queries(gen, v1, 50), queries(gen, v2, 50)])
+    packed = pm.closest_points_on_mesh(q, verts, faces, face_lengths=lengths)
+    listed = pm.closest_points_on_mesh(q, [v1, v2], [f1, f2])
+    assert torch.equal(packed.face, listed.face)
+    torch.testing.assert_close(packed.sq_distance, listed.sq_distance)
+
+
 def test_winding_number_closed_mesh(gen):
     v, f = load("armadillo.ply")
     q = queries(gen, v, 1500)
