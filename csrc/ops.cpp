@@ -33,4 +33,12 @@ TORCH_LIBRARY(pointmetrics, m) {
   // the far-field criterion |p - centre| > beta * radius.
   m.def("winding_number(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
         "Tensor face_lengths, Tensor centre, Tensor normal_sum, Tensor moment, Tensor radius, float beta) -> Tensor");
+
+  // Optimal assignment between x[b, :x_lengths[b]] and y[b, :y_lengths[b]] by the eps-scaling
+  // auction algorithm (emd/auction.h) for costs |x - y|^p, p in {1, 2}, within relative accuracy
+  // rel_tol. The smaller set bids. Returns the index into y of each x (B, N) int64 (-1
+  // unmatched), and per problem (B, 6) float64 stats: cost, dual lower bound, final eps, rounds,
+  // phases, complete (0 if max_rounds ran out first).
+  m.def("auction_assignment(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int p, float rel_tol, "
+        "int max_rounds) -> (Tensor, Tensor)");
 }

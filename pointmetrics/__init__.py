@@ -1,6 +1,7 @@
 """pointmetrics: exact, differentiable and fast 3D losses and metrics for PyTorch."""
 
 from .bvh import MeshBVH, MeshProjection
+from .emd import EMD, earth_movers_distance
 from .knn import KNN, knn_gather, knn_points
 from .mesh import Meshes, MeshSamples, as_meshes, meshes_from_packed, sample_mesh_lattice, sample_points_on_mesh
 from .mesh_metrics import (
@@ -32,6 +33,7 @@ from .pointcloud import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "EMD",
     "KNN",
     "MeshBVH",
     "MeshProjection",
@@ -60,6 +62,7 @@ __all__ = [
     "chamfer_l1",
     "chamfer_l2",
     "correspondences",
+    "earth_movers_distance",
     "fscore",
     "hausdorff_distance",
     "knn_gather",

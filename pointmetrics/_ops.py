@@ -43,6 +43,11 @@ def _closest_triangle_fake(points, point_lengths, tris, face, lo, hi, face_lengt
     return points.new_empty((B, N)), points.new_empty((B, N), dtype=torch.int64), points.new_empty((B, N, 3))
 
 
+@torch.library.register_fake("pointmetrics::auction_assignment")
+def _auction_fake(x, y, x_lengths, y_lengths, p, rel_tol, max_rounds):
+    return x.new_empty(x.shape[:2], dtype=torch.int64), x.new_empty((x.shape[0], 6), dtype=torch.float64)
+
+
 @torch.library.register_fake("pointmetrics::winding_number")
 def _winding_number_fake(
     points, point_lengths, tris, face, lo, hi, face_lengths, centre, normal_sum, moment, radius, beta

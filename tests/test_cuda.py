@@ -102,3 +102,33 @@ def test_mesh_gradients_agree(gen):
         grads.append((vv.grad.cpu(), qq.grad.cpu()))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1])
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_emd_cpu_and_cuda_agree(gen, p, dtype):
+    # Same bids, same resolution order, same sums: the very same assignment and certificate.
+    x = torch.rand(3, 700, 3, generator=gen, dtype=torch.float64).to(dtype)
+    y = torch.rand(3, 650, 3, generator=gen, dtype=torch.float64).to(dtype)
+    xl, yl = torch.tensor([700, 500, 1]), torch.tensor([650, 500, 40])
+    cpu = pm.earth_movers_distance(x, y, xl, yl, p=p, rel_tol=1e-3)
+    gpu = pm.earth_movers_distance(x.cuda(), y.cuda(), xl.cuda(), yl.cuda(), p=p, rel_tol=1e-3)
+    assert torch.equal(cpu.assignment, gpu.assignment.cpu())
+    assert torch.equal(cpu.rounds, gpu.rounds.cpu())
+    torch.testing.assert_close(cpu.distance, gpu.distance.cpu())
+    torch.testing.assert_close(cpu.lower_bound, gpu.lower_bound.cpu())
+
+
+def test_emd_cuda_gradients_and_opcheck(gen):
+    x = torch.rand(2, 300, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(2, 300, 3, generator=gen, dtype=torch.float64)
+    grads = []
+    for device in ("cpu", "cuda"):
+        xx, yy = x.to(device).requires_grad_(), y.to(device).requires_grad_()
+        pm.earth_movers_distance(xx, yy).distance.sum().backward()
+        grads.append((xx.grad.cpu(), yy.grad.cpu()))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    lengths = torch.tensor([300, 120], device="cuda"), torch.tensor([300, 200], device="cuda")
+    torch.library.opcheck(torch.ops.pointmetrics.auction_assignment,
+                          (x.cuda(), y.cuda(), *lengths, 1, 1e-3, 1_000_000))

@@ -1,0 +1,274 @@
+// CPU implementation of the auction assignment op: eps-scaling, Jacobi rounds (all unassigned
+// bidders bid at once, each object goes to its highest bid, ties to the smaller bidder index),
+// bids computed in parallel through a kd-tree that keeps the smallest price of every subtree.
+// Deterministic: no step depends on thread timing.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "../nn/knn.h"
+#include "../nn/parallel.h"
+#include "../nn/point_tree_build.h"
+#include "auction.h"
+#include "emd.h"
+
+namespace pm {
+
+void check_auction_args(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                        const at::Tensor& y_lengths, int64_t p, double rel_tol, int64_t max_rounds) {
+  TORCH_CHECK(x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0) && x.size(2) == y.size(2) && x.size(2) >= 1,
+              "auction_assignment: x and y must be (B, N, D) and (B, M, D)");
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()) && x.scalar_type() == y.scalar_type(),
+              "auction_assignment: x and y must share a floating dtype");
+  const int64_t B = x.size(0);
+  TORCH_CHECK(x_lengths.sizes() == at::IntArrayRef({B}) && y_lengths.sizes() == at::IntArrayRef({B}) &&
+                  x_lengths.scalar_type() == at::kLong && y_lengths.scalar_type() == at::kLong,
+              "auction_assignment: lengths must be (B,) int64");
+  for (const at::Tensor* t : {&y, &x_lengths, &y_lengths}) {
+    TORCH_CHECK(t->device() == x.device(), "auction_assignment: all tensors must be on one device");
+  }
+  TORCH_CHECK(p == 1 || p == 2, "auction_assignment: p must be 1 or 2");
+  TORCH_CHECK(rel_tol > 0.0, "auction_assignment: rel_tol must be positive");
+  TORCH_CHECK(max_rounds >= 1, "auction_assignment: max_rounds must be at least 1");
+}
+
+namespace {
+
+// One problem: `n` bidders against `m` >= n objects, D coordinates each. With D == 3 the
+// objects sit in a price tree; otherwise every bid scans all objects.
+template <int P, typename scalar_t>
+struct Problem {
+  const scalar_t* bidders;
+  const scalar_t* objects;
+  int64_t n, m;
+  int D;
+  PriceTreeView<scalar_t> tree;  // tree.n == 0 when there is none
+  std::vector<double> min_price;
+  std::vector<int64_t> slot_of;  // object -> slot in tree order
+
+  double cost(int64_t i, int64_t j) const { return pair_cost<P>(bidders + i * D, objects + j * D, D); }
+
+  // An upper bound on every cost: the diagonal of the box around both sets, to the power P.
+  double largest_cost() const {
+    double diagonal2 = 0.0;
+    for (int d = 0; d < D; ++d) {
+      double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+      for (int64_t i = 0; i < n; ++i) lo = std::min(lo, double(bidders[i * D + d])), hi = std::max(hi, double(bidders[i * D + d]));
+      for (int64_t j = 0; j < m; ++j) lo = std::min(lo, double(objects[j * D + d])), hi = std::max(hi, double(objects[j * D + d]));
+      diagonal2 += (hi - lo) * (hi - lo);
+    }
+    return P == 2 ? diagonal2 : std::sqrt(diagonal2);
+  }
+
+  Bid bid(int64_t i, const std::vector<double>& prices, double min_all, double eps) const {
+    if (tree.n > 0) return tree_bid<P>(tree, bidders + i * D, prices.data(), eps);
+    return auction_bid<P>(bidders + i * D, objects, D, m, nullptr, 0, prices.data(), min_all, eps);
+  }
+
+  double cheapest(int64_t i, const std::vector<double>& prices) const {
+    if (tree.n > 0) return -cheapest_objects<P>(tree, bidders + i * D, prices.data(), 1).v1;
+    return dual_term<P>(bidders + i * D, objects, D, m, prices.data());
+  }
+
+  // A raised price: refresh the smallest price of the object's leaf and of its ancestors.
+  void raise(int64_t j, const std::vector<double>& prices) {
+    if (tree.n == 0) return;
+    int64_t node = tree.leaves + slot_of[j] / kLeafSize;
+    const int64_t begin = (node - tree.leaves) * kLeafSize, end = std::min(begin + kLeafSize, tree.n);
+    double low = std::numeric_limits<double>::infinity();
+    for (int64_t s = begin; s < end; ++s) low = std::min(low, prices[tree.idx[s]]);
+    min_price[node] = low;
+    for (node /= 2; node >= 1; node /= 2) {
+      const double up = std::min(min_price[2 * node], min_price[2 * node + 1]);
+      if (up == min_price[node]) break;  // prices only rise: nothing above changes either
+      min_price[node] = up;
+    }
+  }
+
+  void reset_prices(std::vector<double>& prices) {
+    std::fill(prices.begin(), prices.end(), 0.0);
+    if (tree.n == 0) return;
+    for (int64_t node = 1; node < 2 * tree.leaves; ++node) {
+      min_price[node] = tree.lo[3 * node] <= tree.hi[3 * node] ? 0.0 : std::numeric_limits<double>::infinity();
+    }
+  }
+};
+
+// Runs Jacobi rounds at fixed eps until every bidder holds an object. Returns false if the
+// round budget ran out first.
+template <int P, typename scalar_t>
+bool run_phase(Problem<P, scalar_t>& pr, double eps, std::vector<double>& prices, std::vector<int64_t>& owner,
+               std::vector<int64_t>& assigned, int64_t& rounds, int64_t max_rounds) {
+  std::fill(owner.begin(), owner.end(), -1);
+  std::fill(assigned.begin(), assigned.end(), -1);
+  std::vector<int64_t> unassigned(pr.n), touched, next;
+  std::iota(unassigned.begin(), unassigned.end(), 0);
+  std::vector<Bid> bids;
+  std::vector<double> win_price(pr.m, -std::numeric_limits<double>::infinity());
+  std::vector<int64_t> win_bidder(pr.m, -1);
+  while (!unassigned.empty()) {
+    if (++rounds > max_rounds) return false;
+    const double min_all = pr.tree.n > 0 ? 0.0 : *std::min_element(prices.begin(), prices.end());
+    const int64_t count = static_cast<int64_t>(unassigned.size());
+    bids.resize(count);
+    auto bid = [&](int64_t u0, int64_t u1) {
+      for (int64_t u = u0; u < u1; ++u) bids[u] = pr.bid(unassigned[u], prices, min_all, eps);
+    };
+    if (count >= 64) {  // late rounds have few bidders: waking threads would cost more than the bids
+      at::parallel_for(0, count, 16, bid);
+    } else {
+      bid(0, count);
+    }
+    touched.clear();
+    for (int64_t u = 0; u < count; ++u) {  // each object: highest bid, then smaller bidder index
+      const Bid& b = bids[u];
+      const int64_t i = unassigned[u];
+      if (win_bidder[b.object] < 0) touched.push_back(b.object);
+      if (win_bidder[b.object] < 0 || b.price > win_price[b.object] ||
+          (b.price == win_price[b.object] && i < win_bidder[b.object])) {
+        win_price[b.object] = b.price;
+        win_bidder[b.object] = i;
+      }
+    }
+    next.clear();
+    for (int64_t u = 0; u < count; ++u) {
+      if (win_bidder[bids[u].object] != unassigned[u]) next.push_back(unassigned[u]);  // outbid
+    }
+    for (int64_t j : touched) {
+      if (owner[j] >= 0) {  // the previous owner loses the object
+        assigned[owner[j]] = -1;
+        next.push_back(owner[j]);
+      }
+      owner[j] = win_bidder[j];
+      assigned[win_bidder[j]] = j;
+      prices[j] = win_price[j];
+      pr.raise(j, prices);
+      win_bidder[j] = -1;
+      win_price[j] = -std::numeric_limits<double>::infinity();
+    }
+    std::sort(next.begin(), next.end());
+    unassigned.swap(next);
+  }
+  return true;
+}
+
+// LB(p) = sum_i min_j (c_ij + p_j) - sum_j p_j <= optimal cost, for any prices p >= 0.
+template <int P, typename scalar_t>
+double dual_bound(const Problem<P, scalar_t>& pr, const std::vector<double>& prices) {
+  std::vector<double> terms(pr.n);
+  at::parallel_for(0, pr.n, 64, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) terms[i] = pr.cheapest(i, prices);
+  });
+  return std::accumulate(terms.begin(), terms.end(), 0.0) - std::accumulate(prices.begin(), prices.end(), 0.0);
+}
+
+// Solves one problem; writes each bidder's object and the stats of emd.h.
+template <int P, typename scalar_t>
+void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t* out, double* stats) {
+  std::fill(stats, stats + kStats, 0.0);
+  stats[kComplete] = 1.0;
+  if (pr.n == 0) return;
+  std::vector<double> prices(pr.m, 0.0);
+  pr.reset_prices(prices);
+  // The nearest objects' costs sum to a lower bound on the optimum: the final eps keeps
+  // n * eps within the tolerance of it. The first eps is a fifth of the largest possible cost
+  // (Bertsekas): starting from local costs invites price wars when some points must travel far.
+  const double nearest = dual_bound(pr, prices);
+  const double largest = pr.largest_cost();
+  const double eps_target = std::max(rel_tol * nearest / pr.n, 1e-12 * largest + 1e-300);
+  // Forward auction keeps the eps bound for n < m only when it starts from zero prices and runs
+  // once (unassigned objects must keep price 0), so unequal sizes run a single phase.
+  const bool scaling = pr.n == pr.m;
+  double eps = scaling ? std::max(largest / 5.0, eps_target) : eps_target;
+  std::vector<int64_t> owner(pr.m), assigned(pr.n);
+  int64_t rounds = 0, phases = 0;
+  double cost = 0.0, lower = nearest;
+  while (true) {
+    ++phases;
+    if (!run_phase(pr, eps, prices, owner, assigned, rounds, max_rounds)) {
+      stats[kComplete] = 0.0;
+      break;
+    }
+    cost = 0.0;
+    for (int64_t i = 0; i < pr.n; ++i) cost += pr.cost(i, assigned[i]);
+    const bool last = eps <= eps_target || !scaling;
+    // eps-complementary slackness gives cost <= OPT + n eps; once that could be within the
+    // tolerance, the dual bound says how close the assignment actually is.
+    if (last || pr.n * eps <= rel_tol * cost) {
+      lower = std::max(lower, dual_bound(pr, prices));
+      if (last || cost - lower <= rel_tol * std::max(lower, 0.0)) break;
+    }
+    eps = std::max(eps / 5.0, eps_target);
+  }
+  std::copy(assigned.begin(), assigned.end(), out);
+  stats[kCost] = cost;
+  stats[kLowerBound] = std::min(lower, cost);
+  stats[kEps] = eps;
+  stats[kRounds] = static_cast<double>(rounds);
+  stats[kPhases] = static_cast<double>(phases);
+}
+
+// Solves problem b with `bidders` bidding for `objects` (n <= m).
+template <int P, typename scalar_t>
+void solve_with_tree(const at::Tensor& bidders, const at::Tensor& objects, int64_t n, int64_t m, double rel_tol,
+                     int64_t max_rounds, int64_t* out, double* stats) {
+  const int D = static_cast<int>(bidders.size(1));
+  Problem<P, scalar_t> pr{bidders.data_ptr<scalar_t>(), objects.data_ptr<scalar_t>(), n, m, D, {}, {}, {}};
+  BatchTree tree;
+  if (D == 3 && m > 0) {
+    tree = build_point_tree_cpu(objects.unsqueeze(0).contiguous(), {m});
+    pr.min_price.assign(2 * tree.leaves, 0.0);
+    pr.tree = PriceTreeView<scalar_t>{tree.pts.data_ptr<scalar_t>(), tree.idx.data_ptr<int64_t>(),
+                                      tree.lo.data_ptr<scalar_t>(),  tree.hi.data_ptr<scalar_t>(),
+                                      pr.min_price.data(),           tree.leaves,
+                                      m};
+    pr.slot_of.assign(m, 0);
+    const int64_t* idx = tree.idx.data_ptr<int64_t>();
+    for (int64_t s = 0; s < m; ++s) pr.slot_of[idx[s]] = s;
+  }
+  solve(pr, rel_tol, max_rounds, out, stats);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> auction_assignment_cpu(const at::Tensor& x_in, const at::Tensor& y_in,
+                                                          const at::Tensor& x_lengths, const at::Tensor& y_lengths,
+                                                          int64_t p, double rel_tol, int64_t max_rounds) {
+  check_auction_args(x_in, y_in, x_lengths, y_lengths, p, rel_tol, max_rounds);
+  // Points with D < 3 are padded with zeros: same costs, and the price tree applies.
+  const at::Tensor x = x_in.size(2) < 3 ? as_grid_points(x_in, x_in.scalar_type()) : x_in.contiguous();
+  const at::Tensor y = y_in.size(2) < 3 ? as_grid_points(y_in, y_in.scalar_type()) : y_in.contiguous();
+  const at::Tensor xl = x_lengths.cpu().contiguous(), yl = y_lengths.cpu().contiguous();
+  const int64_t B = x.size(0), N = x.size(1), M = y.size(1);
+  at::Tensor assignment = at::full({B, N}, -1, x_lengths.options());
+  at::Tensor stats = at::zeros({B, kStats}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "auction_assignment_cpu", [&] {
+    for_each_cloud(B, [&](int64_t b) {
+      const int64_t n = xl.data_ptr<int64_t>()[b], m = yl.data_ptr<int64_t>()[b];
+      TORCH_CHECK(n >= 0 && n <= N && m >= 0 && m <= M, "auction_assignment: lengths out of range");
+      int64_t* out = assignment.data_ptr<int64_t>() + b * N;
+      double* st = stats.data_ptr<double>() + b * kStats;
+      const at::Tensor xb = x[b].narrow(0, 0, n), yb = y[b].narrow(0, 0, m);
+      if (n <= m) {  // x bids for y
+        p == 1 ? solve_with_tree<1, scalar_t>(xb, yb, n, m, rel_tol, max_rounds, out, st)
+               : solve_with_tree<2, scalar_t>(xb, yb, n, m, rel_tol, max_rounds, out, st);
+      } else {  // y bids for x; invert the assignment
+        std::vector<int64_t> y_to_x(m);
+        p == 1 ? solve_with_tree<1, scalar_t>(yb, xb, m, n, rel_tol, max_rounds, y_to_x.data(), st)
+               : solve_with_tree<2, scalar_t>(yb, xb, m, n, rel_tol, max_rounds, y_to_x.data(), st);
+        for (int64_t j = 0; j < m; ++j) {
+          if (y_to_x[j] >= 0) out[y_to_x[j]] = j;
+        }
+      }
+    });
+  });
+  return {assignment, stats};
+}
+
+TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) { m.impl("auction_assignment", &auction_assignment_cpu); }
+
+}  // namespace pm

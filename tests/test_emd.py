@@ -1,0 +1,160 @@
+"""Earth Mover's Distance against scipy's exact linear_sum_assignment."""
+
+import pytest
+import torch
+from conftest import ragged
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+import pointmetrics as pm
+
+
+def exact(x, y, p):
+    cost = cdist(x.double().numpy(), y.double().numpy()) ** p
+    rows, cols = linear_sum_assignment(cost)
+    return cost[rows, cols].mean()
+
+
+def check(x, y, p, rel_tol):
+    r = pm.earth_movers_distance(x, y, p=p, rel_tol=rel_tol)
+    want = exact(x, y, p)
+    got = float(r.distance)
+    assert got >= want - 1e-12 * max(want, 1)  # a matching can never beat the optimum
+    assert got <= want * (1 + rel_tol) + 1e-12  # within the requested accuracy
+    assert float(r.lower_bound) <= want + 1e-12 * max(want, 1)  # the certificate is a true lower bound
+    assert 0 <= float(r.gap) <= rel_tol + 1e-12
+    n = min(len(x), len(y))
+    matched = r.assignment[r.assignment >= 0]
+    assert len(matched) == n and len(torch.unique(matched)) == n  # one-to-one
+    return r, want
+
+
+def clouds(kind, gen, n, dtype=torch.float64):
+    if kind == "uniform":
+        return torch.rand(n, 3, generator=gen, dtype=dtype), torch.rand(n, 3, generator=gen, dtype=dtype)
+    if kind == "clusters":  # unequal cluster sizes: some points must travel far
+        def one():
+            centre = torch.randint(0, 4, (n, 1), generator=gen).to(dtype)
+            return centre + 0.01 * torch.randn(n, 3, generator=gen, dtype=dtype)
+        return one(), one()
+    if kind == "duplicates":
+        base = torch.rand(n // 10, 3, generator=gen, dtype=dtype)
+        return base.repeat(10, 1), torch.rand(n // 10, 3, generator=gen, dtype=dtype).repeat(10, 1)
+    if kind == "plane":  # D = 2
+        return torch.rand(n, 2, generator=gen, dtype=dtype), torch.rand(n, 2, generator=gen, dtype=dtype)
+    if kind == "features":  # D = 5: no tree, full scans
+        return torch.rand(n, 5, generator=gen, dtype=dtype), torch.rand(n, 5, generator=gen, dtype=dtype)
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "clusters", "duplicates", "plane", "features"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_matches_exact_assignment(gen, kind, p):
+    x, y = clouds(kind, gen, 400)
+    r, _ = check(x, y, p, 1e-3)
+    assert torch.equal(torch.sort(r.assignment).values, torch.arange(400))  # a permutation
+
+
+def test_permutation_gives_zero_and_translation_gives_its_length(gen):
+    x = torch.rand(500, 3, generator=gen, dtype=torch.float64)
+    perm = torch.randperm(500, generator=gen)
+    r = pm.earth_movers_distance(x, x[perm])
+    assert float(r.distance) == 0.0
+    assert torch.equal(perm[r.assignment], torch.arange(500))
+    shift = torch.tensor([0.3, -0.4, 0.0], dtype=torch.float64)
+    r = pm.earth_movers_distance(x, x + shift, rel_tol=1e-4)
+    assert abs(float(r.distance) - 0.5) <= 0.5 * 1e-4
+    r2 = pm.earth_movers_distance(x, x + shift, p=2, rel_tol=1e-4)
+    assert abs(float(r2.distance) - 0.25) <= 0.25 * 1e-4
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1e4])
+def test_any_coordinate_scale(gen, scale):
+    x, y = clouds("uniform", gen, 300)
+    check(x * scale + 7 * scale, y * scale + 7 * scale, 1, 1e-3)
+
+
+def test_unequal_sizes_match_the_smaller_set_once(gen):
+    x = torch.rand(300, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(450, 3, generator=gen, dtype=torch.float64)
+    r, want = check(x, y, 1, 1e-3)
+    assert (r.assignment >= 0).all()
+    back, want_back = check(y, x, 1, 1e-3)  # the larger set's extra points are left out
+    assert (back.assignment >= 0).sum() == 300
+    assert abs(want - want_back) < 1e-12
+
+
+def test_batches_with_lengths(gen):
+    x, xl = ragged(gen, 3, 200, 3, low=50)
+    y, yl = ragged(gen, 3, 200, 3, low=50)
+    r = pm.earth_movers_distance(x, y, xl, yl, rel_tol=1e-3)
+    for b in range(3):
+        want = exact(x[b, : xl[b]], y[b, : yl[b]], 1)
+        assert want - 1e-12 <= float(r.distance[b]) <= want * (1 + 1e-3) + 1e-12
+        assert (r.assignment[b, xl[b] :] == -1).all()
+        assert (r.assignment[b, : xl[b]] < yl[b]).all()
+
+
+def test_deterministic(gen):
+    x, y = clouds("duplicates", gen, 500, torch.float32)
+    first = pm.earth_movers_distance(x, y)
+    for _ in range(2):
+        again = pm.earth_movers_distance(x, y)
+        assert torch.equal(first.assignment, again.assignment) and torch.equal(first.distance, again.distance)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_gradients_reach_both_sets(gen, p):
+    x = torch.rand(2, 30, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(2, 30, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: pm.earth_movers_distance(a, b, p=p).distance, (x, y))
+    pm.earth_movers_distance(x, y, p=p).distance.sum().backward()
+    assert (y.grad != 0).any()  # the common copy gives the second set no gradient
+
+
+def test_gradient_is_finite_for_identical_sets(gen):
+    x = torch.rand(40, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    pm.earth_movers_distance(x, x.detach().clone()).distance.backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_empty_set_is_nan_with_warning():
+    x = torch.rand(2, 10, 3)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        r = pm.earth_movers_distance(x, x, x_lengths=torch.tensor([10, 0]))
+    assert torch.isfinite(r.distance[0]) and torch.isnan(r.distance[1])
+
+
+def test_round_budget_is_reported_never_silent(gen):
+    x, y = clouds("uniform", gen, 300)
+    with pytest.raises(RuntimeError, match="max_rounds"):
+        pm.earth_movers_distance(x, y, max_rounds=3)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(p=3), ValueError, "p must be one of"),
+        (dict(rel_tol=0), ValueError, "rel_tol must be a positive"),
+        (dict(rel_tol=-1.0), ValueError, "rel_tol must be a positive"),
+        (dict(max_rounds=0), ValueError, "max_rounds must be a positive"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pm.earth_movers_distance(torch.rand(5, 3), torch.rand(5, 3), **kwargs)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="batch sizes"):
+        pm.earth_movers_distance(torch.rand(2, 5, 3), torch.rand(3, 5, 3))
+    with pytest.raises(ValueError, match="different dimension"):
+        pm.earth_movers_distance(torch.rand(5, 3), torch.rand(5, 2))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        pm.earth_movers_distance(torch.full((5, 3), float("nan")), torch.rand(5, 3))
+
+
+def test_opcheck(gen):
+    x, y = clouds("uniform", gen, 40, torch.float32)
+    args = (x[None], y[None, :30].contiguous(), torch.tensor([40]), torch.tensor([30]), 1, 1e-3, 100_000)
+    torch.library.opcheck(torch.ops.pointmetrics.auction_assignment, args)
