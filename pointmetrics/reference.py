@@ -218,3 +218,50 @@ def winding_number(points, verts, faces, chunk: int = 64):
         denom = lx * ly * lz + (x * y).sum(-1) * lz + (x * z).sum(-1) * ly + (y * z).sum(-1) * lx
         out.append(torch.atan2(numer, denom).sum(-1) / (2 * torch.pi))
     return torch.cat(out)
+
+
+def closest_point_coordinates(points, verts, faces, chunk: int = 128):
+    """(N, 3) closest point of a mesh to each (N, 3) point, by brute force over all faces, with the
+    same rule as :func:`closest_points_on_mesh`: the plane projection when it falls inside a face,
+    else the closest point of the face's edges; the first face among equal distances."""
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    n = torch.linalg.cross(b - a, c - a, dim=-1)
+    n2 = (n * n).sum(-1)
+
+    def on_segment(p, u, v):
+        e = v - u
+        len2 = (e * e).sum(-1)
+        t = (((p - u) * e).sum(-1) / torch.where(len2 > 0, len2, 1.0)).clamp(0, 1)
+        return u + t[..., None] * e
+
+    out = []
+    for i in range(0, points.shape[0], chunk):
+        p = points[i : i + chunk, None, :]
+        candidates = torch.stack([on_segment(p, a, b), on_segment(p, b, c), on_segment(p, c, a)], dim=2)
+        d_edges = ((p.unsqueeze(2) - candidates) ** 2).sum(-1)
+        edge_point = candidates.gather(2, d_edges.argmin(2)[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
+        height = ((p - a) * n).sum(-1) / torch.where(n2 > 0, n2, 1.0)
+        proj = p - height[..., None] * n
+
+        def side(u, v, proj=proj):
+            return (torch.linalg.cross((v - u).expand_as(proj), proj - u, dim=-1) * n).sum(-1)
+
+        inside = (n2 > 0) & (side(a, b) >= 0) & (side(b, c) >= 0) & (side(c, a) >= 0)
+        q = torch.where(inside[..., None], proj, edge_point)
+        best = ((p - q) ** 2).sum(-1).argmin(1)
+        out.append(q[torch.arange(q.shape[0]), best])
+    return torch.cat(out)
+
+
+def directional_distance_field(queries, verts=None, faces=None, cloud=None, K: int = 5):
+    """(Q, 4) DirDist field [h, |h + 1e-10|] at (Q, 3) queries of a mesh (exact closest points) or
+    of a point cloud (inverse-squared-distance weighted average of q - p over the K nearest)."""
+    if cloud is None:
+        h = queries - closest_point_coordinates(queries, verts, faces)
+    else:
+        d2 = torch.cdist(queries, cloud) ** 2
+        dist, idx = d2.topk(K, dim=1, largest=False)
+        w = 1.0 / (dist + 1e-8)
+        w = w / w.sum(1, keepdim=True)
+        h = (w[..., None] * (queries[:, None] - cloud[idx])).sum(1)
+    return torch.cat([h, (h + 1e-10).norm(dim=-1, keepdim=True)], dim=-1)

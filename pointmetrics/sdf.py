@@ -1,0 +1,274 @@
+"""Regularisers for neural signed distance fields and NeRF-style training (SPEC §5-§6).
+
+Each function takes what a training loop already has: query points ``x`` (with
+``requires_grad``), SDF values, and gradients ``grad = dSDF/dx`` computed with
+``torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=True)`` (see :func:`sdf_gradient`).
+The derivative terms (:func:`directional_divergence`, :func:`laplacian_divergence`) take further
+derivatives of ``grad`` with respect to ``x`` and say so clearly when that graph is missing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import _checks
+
+__all__ = [
+    "directional_divergence",
+    "divergence_weight",
+    "eikonal_loss",
+    "laplacian_divergence",
+    "mask_bce_loss",
+    "opacity_entropy_loss",
+    "sdf_gradient",
+    "sdf_points_loss",
+    "sparsity_loss",
+]
+
+_CLAMP = 1e-3  # opacities are clamped to [1e-3, 1 - 1e-3] before any log (instant-nsr-pl, NeuS)
+
+
+def _tensor(value, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+    return value
+
+
+def _grad_field(grad, name: str = "grad") -> torch.Tensor:
+    grad = _tensor(grad, name)
+    if grad.dim() < 1 or grad.shape[-1] < 1:
+        raise ValueError(f"{name} must have shape (..., D), got {tuple(grad.shape)}")
+    return grad
+
+
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    """Mean that is 0 (not NaN) for an empty tensor: no samples, no penalty."""
+    return values.sum() / max(values.numel(), 1)
+
+
+def _safe_norm(v: torch.Tensor) -> torch.Tensor:
+    """|v| over the last dimension whose gradient stays finite at v = 0."""
+    return (v.square().sum(-1) + torch.finfo(v.dtype).tiny).sqrt()
+
+
+def sdf_gradient(sdf: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """dSDF/dx at every point, keeping the graph so that losses on it train the network.
+
+    ``sdf``: (...,) or (..., 1) values computed from ``x`` (..., D), which must require grad.
+    """
+    _tensor(sdf, "sdf")
+    _require_input(x)
+    if not sdf.requires_grad:
+        raise ValueError("sdf does not require grad: compute it from x with gradients enabled")
+    (grad,) = torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=True)
+    return grad
+
+
+def _require_input(x) -> None:
+    _tensor(x, "x")
+    if not x.requires_grad:
+        raise ValueError(
+            "x does not require grad: call x.requires_grad_() before evaluating the network, so that its "
+            "derivatives can be taken"
+        )
+
+
+def _require_graph(x: torch.Tensor, grad: torch.Tensor, what: str) -> None:
+    _require_input(x)
+    if grad.grad_fn is None:
+        raise ValueError(
+            f"{what} differentiates grad again, but grad has no graph: compute it with "
+            "torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=True) (or pm.sdf_gradient)"
+        )
+    if grad.shape != x.shape:
+        raise ValueError(f"grad must have the shape of x {tuple(x.shape)}, got {tuple(grad.shape)}")
+
+
+def eikonal_loss(grad: torch.Tensor, kind: str = "sq", mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Eikonal regulariser: an SDF has unit gradient everywhere.
+
+        kind="sq":  mean (|grad| - 1)^2   (IGR, NeuS, instant-nsr-pl)
+        kind="abs": mean ||grad| - 1|     (SIREN, DiGS, StEik)
+
+    ``grad``: (..., D) gradients at the sample points. ``mask``: optional boolean (...,) selecting
+    the samples to average (NeuS averages only samples with |p| < 1.2). IGR applies it to the
+    off-surface samples only, StEik to surface and off-surface samples together: pass the
+    gradients of the samples your convention uses. No samples give 0.
+    """
+    grad = _grad_field(grad)
+    _checks.check_choice(kind, ("sq", "abs"), "kind")
+    residual = _safe_norm(grad) - 1.0
+    term = residual.square() if kind == "sq" else residual.abs()
+    if mask is None:
+        return _mean(term)
+    mask = _mask(mask, term.shape, "mask")
+    return (term * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _mask(mask, shape, name: str) -> torch.Tensor:
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    try:
+        return torch.broadcast_to(mask, shape).to(torch.float64 if mask.dtype == torch.float64 else torch.float32)
+    except RuntimeError:
+        raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {tuple(shape)}") from None
+
+
+def _norm_kind(norm: str) -> None:
+    _checks.check_choice(norm, ("l1", "l2"), "norm")
+
+
+def directional_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1") -> torch.Tensor:
+    """StEik's directional divergence: the second derivative of the SDF along its own gradient.
+
+        h = D^2 u g = d/dx (|g|^2 / 2)        (Hessian-vector product, one extra backward)
+        div = g . h / (|g|^2 + 1e-5)          (= n^T H n for n = g / |g|)
+        L = mean |div| (norm="l1", StEik's default) or mean div^2 (norm="l2")
+
+    An exact SDF has div = 0 (it is linear along its gradient). Use it on off-surface samples.
+    ``x`` (..., D) must require grad and ``grad`` (..., D) must have been computed from it with
+    ``create_graph=True``; no Hessian is formed.
+    """
+    grad = _grad_field(grad)
+    _norm_kind(norm)
+    _require_graph(x, grad, "directional_divergence")
+    squared = grad.square().sum(-1, keepdim=True)
+    (hvp,) = torch.autograd.grad(0.5 * squared, x, torch.ones_like(squared), create_graph=True)
+    div = (grad * hvp).sum(-1) / (grad.square().sum(-1) + 1e-5)
+    return _mean(div.abs() if norm == "l1" else div.square())
+
+
+def laplacian_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1") -> torch.Tensor:
+    """DiGS' divergence term: the Laplacian of the SDF (the divergence of its gradient field).
+
+        div = sum_d d grad_d / d x_d          (D extra backward passes)
+        L = mean clamp(|div|, 0.1, 50) (norm="l1") or mean clamp(div^2, 0.1, 50) (norm="l2")
+
+    NaN divergences count as 0, as in DiGS/StEik (``full_l1`` / ``full_l2``). Same requirements on
+    ``x`` and ``grad`` as :func:`directional_divergence`.
+    """
+    grad = _grad_field(grad)
+    _norm_kind(norm)
+    _require_graph(x, grad, "laplacian_divergence")
+    div = torch.zeros(grad.shape[:-1], dtype=grad.dtype, device=grad.device)
+    for d in range(grad.shape[-1]):
+        component = grad[..., d]
+        (second,) = torch.autograd.grad(component, x, torch.ones_like(component), create_graph=True)
+        div = div + second[..., d]
+    div = torch.nan_to_num(div, nan=0.0)
+    term = div.abs() if norm == "l1" else div.square()
+    return _mean(term.clamp(0.1, 50.0))
+
+
+def divergence_weight(
+    iteration: int,
+    total: int,
+    params: Sequence[float] = (1e2, 0.2, 1e2, 0.4, 0.0, 0.0),
+    decay: str = "linear",
+) -> float:
+    """StEik's annealing schedule for the divergence weight.
+
+    ``params`` = (w_start, [t_i, w_i]*, w_end): weights anchored at fractions 0, t_1, ..., 1 of
+    training. Between consecutive anchors (s, w0) and (e, we) the weight moves from w0 to we by
+
+        linear:  w0 + (we - w0) (t - s) / (e - s)
+        quintic: w0 + (we - w0) (1 - (1 - (t - s) / (e - s))^5)
+        step:    we from s on (the weight jumps at the start of the segment)
+        none:    w_start throughout
+
+    with t = iteration / total. The default is StEik's SRB/ShapeNet schedule: 100 until 20% of
+    training, linearly to 0 at 40%, then 0. Scenes use (1e1, 0.1, 1e1, 0.3, 0, 0).
+    """
+    _checks.check_choice(decay, ("linear", "quintic", "step", "none"), "decay")
+    if not isinstance(total, int) or total < 1:
+        raise ValueError(f"total must be a positive integer, got {total!r}")
+    if not isinstance(iteration, int) or iteration < 0:
+        raise ValueError(f"iteration must be a non-negative integer, got {iteration!r}")
+    params = [float(p) for p in params]
+    if len(params) < 2 or (len(params) - 2) % 2:
+        raise ValueError(f"params must be (w_start, [t_i, w_i]*, w_end), got {params}")
+    middle = params[1:-1]
+    anchors = list(zip([0.0, *middle[::2], 1.0], [params[0], *middle[1::2], params[-1]]))
+    times = [a[0] for a in anchors]
+    if any(t1 < t0 for t0, t1 in zip(times, times[1:])) or not all(0 <= t <= 1 for t in times):
+        raise ValueError(f"the fractions t_i in params must rise within [0, 1], got {middle[::2]}")
+    if decay == "none":
+        return params[0]
+    t = iteration / total
+    s, w0 = max((a for a in anchors if a[0] <= t), key=lambda a: a[0])
+    e, we = min((a for a in anchors if a[0] >= t), key=lambda a: a[0])
+    if t >= e or e == s:  # at (or past) an anchor: its weight
+        return we
+    progress = (t - s) / (e - s)
+    if decay == "linear":
+        return w0 + (we - w0) * progress
+    if decay == "quintic":
+        return w0 + (we - w0) * (1 - (1 - progress) ** 5)
+    return we  # step
+
+
+def sparsity_loss(sdf: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """instant-nsr-pl's sparsity term: mean exp(-scale |sdf|) over all ray-marching samples.
+
+    Penalises SDF values near zero away from the surface (stray surfaces in empty space). No
+    samples give 0.
+    """
+    sdf = _tensor(sdf, "sdf")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+    return _mean(torch.exp(-scale * sdf.abs()))
+
+
+def sdf_points_loss(sdf_at_points: torch.Tensor) -> torch.Tensor:
+    """Geo-NeuS' SDF loss on sparse points known to lie on the surface: (1/N) sum_i |f(p_i)|.
+
+    ``sdf_at_points``: the network's SDF at the (e.g. SfM) points visible in the current view.
+    With no points the reference divides by zero; this returns 0 with a warning.
+    """
+    sdf_at_points = _tensor(sdf_at_points, "sdf_at_points")
+    if sdf_at_points.numel() == 0:
+        warnings.warn("sdf_points_loss: no points; the loss is 0", RuntimeWarning, stacklevel=2)
+    return _mean(sdf_at_points.abs())
+
+
+def opacity_entropy_loss(opacity: torch.Tensor) -> torch.Tensor:
+    """Binary entropy of the accumulated opacity, pushing each ray to be fully opaque or empty:
+
+        o = clamp(opacity, 1e-3, 1 - 1e-3);  L = -mean[o log o + (1 - o) log(1 - o)]
+
+    (instant-nsr-pl's ``binary_cross_entropy(o, o)``). No rays give 0.
+    """
+    o = _tensor(opacity, "opacity").clamp(_CLAMP, 1 - _CLAMP)
+    return _mean(-(o * o.log() + (1 - o) * (1 - o).log()))
+
+
+def mask_bce_loss(opacity: torch.Tensor, mask: torch.Tensor, convention: str = "instant-nsr-pl") -> torch.Tensor:
+    """Binary cross-entropy between each ray's accumulated opacity and the foreground mask.
+
+    convention="instant-nsr-pl": BCE(clamp(opacity, 1e-3, 1 - 1e-3), mask), the mask used as a
+        soft target;
+    convention="neus": BCE(clamp(weight_sum, 1e-3, 1 - 1e-3), mask > 0.5), the mask binarised.
+
+    Mean over rays. ``opacity`` and ``mask`` must have the same number of elements (a trailing
+    singleton dimension on either is fine). No rays give 0.
+    """
+    opacity = _tensor(opacity, "opacity")
+    _checks.check_choice(convention, ("instant-nsr-pl", "neus"), "convention")
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+    if mask.numel() != opacity.numel():
+        raise ValueError(
+            f"mask has {mask.numel()} elements but opacity has {opacity.numel()} "
+            f"(shapes {tuple(mask.shape)} and {tuple(opacity.shape)})"
+        )
+    if opacity.numel() == 0:
+        return opacity.sum()
+    o = opacity.reshape(-1).clamp(_CLAMP, 1 - _CLAMP)
+    target = mask.reshape(-1).to(o.dtype) if convention == "instant-nsr-pl" else (mask.reshape(-1) > 0.5).to(o.dtype)
+    return F.binary_cross_entropy(o, target)

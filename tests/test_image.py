@@ -1,0 +1,116 @@
+"""PSNR, SSIM (against scikit-image) and S3IM (against SSIM of its virtual patch)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pointmetrics as pm
+
+
+def noisy_pair(gen, shape, noise=0.1):
+    a = torch.rand(*shape, generator=gen, dtype=torch.float64)
+    b = (a + noise * torch.randn(*shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
+    return a, b
+
+
+def test_psnr_plain_masked_and_per_image(gen):
+    a, b = noisy_pair(gen, (4, 3, 16, 16))
+    mse = (a - b).square().mean()
+    torch.testing.assert_close(pm.psnr(a, b), -10 * torch.log10(mse))
+    per_image = pm.psnr(a, b, dim=(1, 2, 3))
+    torch.testing.assert_close(per_image, -10 * torch.log10((a - b).square().mean((1, 2, 3))))
+    torch.testing.assert_close(pm.psnr(a * 255, b * 255, data_range=255.0), pm.psnr(a, b))
+    # NeuS: 20 log10(1 / sqrt(sum mask (c - c')^2 / (3 sum mask))) for (H, W, 3) colours
+    c, d = noisy_pair(gen, (32, 32, 3))
+    mask = (torch.rand(32, 32, 1, generator=gen) > 0.5).double()
+    neus = 20 * torch.log10(1 / torch.sqrt((mask * (c - d) ** 2).sum() / (3 * mask.sum())))
+    torch.testing.assert_close(pm.psnr(c, d, mask=mask), neus)
+    assert math.isinf(float(pm.psnr(a, a)))
+    with pytest.raises(ValueError, match="same shape"):
+        pm.psnr(a, b[0])
+    with pytest.raises(ValueError, match="does not broadcast"):
+        pm.psnr(c, d, mask=torch.ones(5))
+
+
+@pytest.mark.parametrize("shape", [(3, 40, 50), (64, 48), (2, 3, 24, 30)])
+def test_ssim_equals_scikit_image(gen, shape):
+    skimage_metrics = pytest.importorskip("skimage.metrics")
+    a, b = noisy_pair(gen, shape, noise=0.2)
+    ours = pm.ssim(a, b, reduction=None)
+    images = [(a, b)] if len(shape) < 4 else list(zip(a, b))
+    want = []
+    for x, y in images:
+        kwargs = {"channel_axis": -1} if x.dim() == 3 else {}
+        to_np = (lambda t: t.permute(1, 2, 0).numpy()) if x.dim() == 3 else (lambda t: t.numpy())
+        want.append(skimage_metrics.structural_similarity(
+            to_np(x), to_np(y), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0,
+            **kwargs))
+    np.testing.assert_allclose(np.atleast_1d(ours.numpy()), want, rtol=0, atol=1e-5)
+
+
+def test_ssim_identity_gradient_and_errors(gen):
+    a, b = noisy_pair(gen, (1, 3, 32, 32))
+    assert float(pm.ssim(a, a)) == pytest.approx(1.0, abs=1e-12)
+    assert float(pm.ssim(a, b)) < 0.99
+    b.requires_grad_()
+    pm.ssim(a, b, padding="zeros").backward()
+    assert torch.isfinite(b.grad).all() and b.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="smaller than the 11x11 window"):
+        pm.ssim(torch.rand(8, 8), torch.rand(8, 8))
+    with pytest.raises(ValueError, match="padding"):
+        pm.ssim(a, a, padding="reflect")
+    with pytest.raises(TypeError, match="floating"):
+        pm.ssim(torch.ones(16, 16, dtype=torch.int64), torch.ones(16, 16, dtype=torch.int64))
+
+
+def pytorch_ssim(img1, img2, window_size, stride):
+    """pytorch-ssim's formula, written out independently: a Gaussian centred at window_size // 2,
+    zero padding (window_size - 1) // 2, the given stride, C1 = 0.01^2, C2 = 0.03^2."""
+    xs = np.arange(window_size)
+    g = np.exp(-((xs - window_size // 2) ** 2) / (2 * 1.5**2))
+    g = torch.tensor(g / g.sum(), dtype=img1.dtype)
+    C = img1.shape[1]
+    w = torch.outer(g, g).expand(C, 1, window_size, window_size)
+    pad = (window_size - 1) // 2
+
+    def conv(t):
+        return F.conv2d(t, w, padding=pad, groups=C, stride=stride)
+
+    m1, m2 = conv(img1), conv(img2)
+    s1, s2, s12 = conv(img1 * img1) - m1**2, conv(img2 * img2) - m2**2, conv(img1 * img2) - m1 * m2
+    c1, c2 = 0.01**2, 0.03**2
+    return (((2 * m1 * m2 + c1) * (2 * s12 + c2)) / ((m1**2 + m2**2 + c1) * (s1 + s2 + c2))).mean()
+
+
+def test_s3im_with_one_repeat_is_ssim_of_the_patch(gen):
+    rays_a, rays_b = noisy_pair(gen, (64 * 64, 3))
+    loss = pm.s3im(rays_a, rays_b, repeat=1)
+    patch = lambda r: r.t().reshape(1, 3, 64, 64)  # noqa: E731 - row-major, as the reference lays rays out
+    torch.testing.assert_close(loss, 1 - pytorch_ssim(patch(rays_a), patch(rays_b), 4, 4))
+    # Kernel and stride 4 over a 64 x 640 virtual image with padding 1: a 16 x 160 map.
+    g = torch.Generator().manual_seed(3)
+    full = pm.s3im(rays_a, rays_b, generator=g)
+    assert 0 < float(full) < 1
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(full, pm.s3im(rays_a, rays_b, generator=g))  # seedable
+    assert float(pm.s3im(rays_a, rays_a)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_s3im_permutations_and_errors(gen):
+    a, b = noisy_pair(gen, (8 * 8, 3))
+    g = torch.Generator().manual_seed(0)
+    got = pm.s3im(a, b, repeat=3, patch_height=8, patch_width=8, generator=g)
+    g = torch.Generator().manual_seed(0)
+    index = torch.cat([torch.arange(64), torch.randperm(64, generator=g), torch.randperm(64, generator=g)])
+    virtual = lambda r: r[index].t().reshape(1, 3, 8, 24)  # noqa: E731
+    torch.testing.assert_close(got, 1 - pytorch_ssim(virtual(a), virtual(b), 4, 4))
+    b.requires_grad_()
+    pm.s3im(a, b, patch_height=8, patch_width=8).backward()
+    assert torch.isfinite(b.grad).all()
+    with pytest.raises(ValueError, match="patch_height \\* patch_width = 4096 rays, got 64"):
+        pm.s3im(a, b.detach())
+    with pytest.raises(ValueError, match="repeat"):
+        pm.s3im(a, b.detach(), repeat=0, patch_height=8, patch_width=8)

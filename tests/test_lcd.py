@@ -1,0 +1,112 @@
+"""Learnable Chamfer Distance: the weighted Chamfer formula, the adversarial step, batches."""
+
+import copy
+
+import pytest
+import torch
+
+import pointmetrics as pm
+from pointmetrics import reference
+
+
+def net(seed=0):
+    torch.manual_seed(seed)
+    return pm.LCDWeightNet().double()
+
+
+def brute_force_lcd(gt, rec, w_gt, w_rec):
+    d = torch.cdist(gt, rec)
+    return 0.5 * ((w_gt * d.min(1).values).sum() + (w_rec * d.min(0).values).sum())
+
+
+def test_layers_follow_the_reference():
+    n = net()
+    linear = [m for m in n.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [
+        (3, 64), (64, 128),           # global encoder (1ad)
+        (3, 64), (64, 64),            # F's per-point features
+        (323, 64), (64, 16), (16, 1),  # F's head on [xyz, c_X, G]
+    ]
+    assert all(torch.count_nonzero(m.bias) == 0 for m in linear)  # zero bias at init
+    frozen = {id(p) for p in n.global_encoder.parameters()}
+    assert all(not p.requires_grad for p in n.global_encoder.parameters())
+    assert not frozen & {id(p) for p in n.trainable_parameters()}
+
+
+def test_uniform_weights_give_the_chamfer_l1(gen):
+    n = net()
+    torch.nn.init.zeros_(n.head[-1].weight)  # F = 0: every weight (sigma + 1) / sum = 1 / N
+    gt = torch.rand(3, 300, 3, generator=gen, dtype=torch.float64)
+    rec = torch.rand(3, 250, 3, generator=gen, dtype=torch.float64)
+    want = reference.chamfer(gt, rec, squared=False, halve=True).mean()
+    torch.testing.assert_close(pm.lcd_loss(gt, rec, n), want)
+
+
+def test_weighted_formula_against_brute_force(gen):
+    n = net(1)
+    gt = torch.rand(2, 200, 3, generator=gen, dtype=torch.float64)
+    rec = torch.rand(2, 170, 3, generator=gen, dtype=torch.float64)
+    gv, rv = torch.ones(2, 200, dtype=torch.bool), torch.ones(2, 170, dtype=torch.bool)
+    w_gt, w_rec = n(gt, rec, gv, rv)
+    torch.testing.assert_close(w_gt.sum(1), torch.ones(2, dtype=torch.float64))
+    assert w_gt.detach().std() > 0  # not uniform
+    want = torch.stack([brute_force_lcd(gt[b], rec[b], w_gt[b], w_rec[b]) for b in range(2)])
+    torch.testing.assert_close(pm.lcd_loss(gt, rec, n, reduction=None), want)
+
+
+def test_adversarial_step_increases_the_loss(gen):
+    n = net(2)
+    opt = n.optimizer()
+    gt = torch.rand(4, 256, 3, generator=gen, dtype=torch.float64)
+    rec = (gt + 0.05 * torch.randn(4, 256, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    frozen = [p.clone() for p in n.global_encoder.parameters()]
+    untouched = copy.deepcopy(n)
+    before = pm.lcd_adversarial_step(gt, rec, n, opt)
+    assert rec.grad is None  # the reconstruction is not touched
+    torch.testing.assert_close(before, pm.lcd_loss(gt, rec, untouched).detach())  # the loss before the step
+    for _ in range(5):
+        pm.lcd_adversarial_step(gt, rec, n, opt)
+    after = pm.lcd_loss(gt, rec, n).detach()
+    assert after > before
+    assert all(torch.equal(a, b) for a, b in zip(frozen, n.global_encoder.parameters()))
+
+
+def test_gradients_reach_the_reconstruction_and_are_finite_at_zero(gen):
+    n = net(3)
+    gt = torch.rand(100, 3, generator=gen, dtype=torch.float64)
+    rec = gt.clone().requires_grad_()  # every distance is 0
+    loss = pm.lcd_loss(gt, rec, n)
+    assert loss.detach() == 0.0
+    loss.backward()
+    assert torch.isfinite(rec.grad).all()
+    rec2 = (gt + 0.01).requires_grad_()
+    pm.lcd_loss(gt, rec2, n).backward()
+    assert rec2.grad.abs().sum() > 0
+
+
+def test_lengths_and_lists_equal_separate_clouds(gen):
+    n = net(4)
+    gt = torch.rand(3, 120, 3, generator=gen, dtype=torch.float64)
+    rec = torch.rand(3, 90, 3, generator=gen, dtype=torch.float64)
+    gl, rl = torch.tensor([120, 60, 7]), torch.tensor([90, 90, 33])
+    gt[1, 60:] = float("nan")  # padding may hold anything
+    batched = pm.lcd_loss(gt, rec, n, gl, rl, reduction=None)
+    single = torch.stack([pm.lcd_loss(gt[b, : gl[b]], rec[b, : rl[b]], n) for b in range(3)])
+    torch.testing.assert_close(batched, single)
+    as_list = pm.lcd_loss([gt[b, : gl[b]] for b in range(3)], [rec[b, : rl[b]] for b in range(3)], n, reduction=None)
+    torch.testing.assert_close(as_list, single)
+
+
+def test_bad_input(gen):
+    n = net()
+    x = torch.rand(10, 3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        assert torch.isnan(pm.lcd_loss(x, x[:0], n))
+    with pytest.raises(TypeError, match="weight_net"):
+        pm.lcd_loss(x, x, torch.nn.Linear(3, 1))
+    with pytest.raises(ValueError, match="3D"):
+        pm.lcd_loss(torch.rand(10, 2), torch.rand(10, 2), n)
+    with pytest.raises(ValueError, match="NaN"):
+        pm.lcd_loss(x, x.clone().fill_(float("nan")), n)
+    with pytest.raises(TypeError, match="optimizer"):
+        pm.lcd_adversarial_step(x, x, n, None)
