@@ -132,3 +132,20 @@ def test_emd_cuda_gradients_and_opcheck(gen):
     lengths = torch.tensor([300, 120], device="cuda"), torch.tensor([300, 200], device="cuda")
     torch.library.opcheck(torch.ops.pointmetrics.auction_assignment,
                           (x.cuda(), y.cuda(), *lengths, 1, 1e-3, 1_000_000))
+
+
+def test_training_losses_agree(gen):
+    torch.manual_seed(0)
+    net = pm.LCDWeightNet().double()
+    gt = torch.rand(2, 300, 3, generator=gen, dtype=torch.float64)
+    rec = torch.rand(2, 280, 3, generator=gen, dtype=torch.float64)
+    lcd_cpu = pm.lcd_loss(gt, rec, net)
+    lcd_gpu = pm.lcd_loss(gt.cuda(), rec.cuda(), net.cuda())
+    torch.testing.assert_close(lcd_cpu, lcd_gpu.cpu())
+    ddm_cpu = pm.ddm_p2p(gt, rec, generator=torch.Generator().manual_seed(1))
+    noise_free = pm.ddm_p2p(gt, rec, std=0.0)
+    torch.testing.assert_close(noise_free, pm.ddm_p2p(gt.cuda(), rec.cuda(), std=0.0).cpu())
+    assert torch.isfinite(ddm_cpu)
+    a, b = torch.rand(2, 3, 32, 32, generator=gen, dtype=torch.float64), torch.rand(2, 3, 32, 32, generator=gen,
+                                                                                       dtype=torch.float64)
+    torch.testing.assert_close(pm.ssim(a, b), pm.ssim(a.cuda(), b.cuda()).cpu())
