@@ -41,4 +41,8 @@ TORCH_LIBRARY(pointmetrics, m) {
   // phases, complete (0 if max_rounds ran out first).
   m.def("auction_assignment(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int p, float rel_tol, "
         "int max_rounds) -> (Tensor, Tensor)");
+
+  // DTUeval-python's greedy reduction of (N, 3) points: visiting them in index order, a point is
+  // kept unless an earlier kept point lies within `radius` (inclusive). Returns an (N,) bool mask.
+  m.def("greedy_radius_keep(Tensor points, float radius) -> Tensor");
 }

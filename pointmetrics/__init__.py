@@ -1,7 +1,9 @@
 """pointmetrics: exact, differentiable and fast 3D losses and metrics for PyTorch."""
 
+from .accumulate import PointCloudMetrics
 from .bvh import MeshBVH, MeshProjection
 from .ddm import ddm_m2m, ddm_m2p, ddm_p2p
+from .dtu import DTUResult, dtu_eval, greedy_radius_downsample
 from .emd import EMD, earth_movers_distance
 from .image import psnr, s3im, ssim
 from .knn import KNN, knn_gather, knn_points
@@ -47,6 +49,10 @@ from .sdf import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "PointCloudMetrics",
+    "DTUResult",
+    "dtu_eval",
+    "greedy_radius_downsample",
     "Correspondences",
     "EMD",
     "FScore",

@@ -48,6 +48,11 @@ def _auction_fake(x, y, x_lengths, y_lengths, p, rel_tol, max_rounds):
     return x.new_empty(x.shape[:2], dtype=torch.int64), x.new_empty((x.shape[0], 6), dtype=torch.float64)
 
 
+@torch.library.register_fake("pointmetrics::greedy_radius_keep")
+def _greedy_radius_keep_fake(points, radius):
+    return points.new_empty(points.shape[:1], dtype=torch.bool)
+
+
 @torch.library.register_fake("pointmetrics::winding_number")
 def _winding_number_fake(
     points, point_lengths, tris, face, lo, hi, face_lengths, centre, normal_sum, moment, radius, beta

@@ -1,9 +1,12 @@
 """The ``pointmetrics`` command line.
 
-    pointmetrics score PRED GT [--samples N] [--seed S] [--tau T ...] [--json]
+    pointmetrics score PRED GT [--samples N] [--seed S] [--tau T ...] [--emd N] [--json | --csv] [--vis DIR]
+    pointmetrics dtu DATA --scan ID --dataset-dir DIR [--mode auto|mesh|pcd] [--seed S] [--vis DIR] [--json]
+    pointmetrics batch MANIFEST.csv [--out RESULTS.jsonl] [score options]   (also under torchrun)
 
 Meshes are sampled uniformly by area (seeded); point clouds are used as they are. Every number is
 computed by the library's metric functions, in the files' units, and printed with its convention.
+Errors print one line naming the file and the problem, and exit with code 2.
 """
 
 from __future__ import annotations
@@ -11,81 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
-from dataclasses import dataclass
-
-import torch
 
 from . import io
-from .mesh import sample_points_on_mesh
-from .pointcloud import correspondences
-
-
-@dataclass
-class Row:
-    name: str
-    value: float
-    convention: str
-
-
-def _points(path: str, samples: int, seed: int) -> tuple[torch.Tensor, str]:
-    geometry = io.load(path)
-    if geometry.is_mesh:
-        generator = torch.Generator().manual_seed(seed)
-        pts = sample_points_on_mesh(geometry.vertices, geometry.faces, samples, generator=generator).points
-        return pts, f"mesh, {geometry.faces.shape[0]} faces, {samples} area-weighted samples (seed {seed})"
-    return geometry.vertices, f"point cloud, {geometry.vertices.shape[0]} points"
-
-
-def score(pred_path: str, gt_path: str, samples: int = 100_000, seed: int = 0, taus: list[float] | None = None):
-    """Scores a prediction against a ground truth; returns (rows, description dict)."""
-    pred, pred_desc = _points(pred_path, samples, seed)
-    gt, gt_desc = _points(gt_path, samples, seed + 1)
-    if taus is None:
-        diagonal = float((gt.amax(0) - gt.amin(0)).norm())
-        taus = [f * diagonal for f in (0.005, 0.01, 0.02)]
-        tau_note = "0.5%, 1% and 2% of the ground truth's bounding-box diagonal"
-    else:
-        tau_note = "given"
-    c = correspondences(pred, gt)
-    accuracy = c.x_to_y
-    completeness = c.y_to_x
-    hausdorff = c.hausdorff()
-    rows = [
-        Row(
-            "CD-L1",
-            float(c.chamfer(squared=False, halve=True)),
-            "1/2 (mean_p d(p, G) + mean_g d(g, P)), Euclidean, unsquared (PCN, PoinTr)",
-        ),
-        Row(
-            "CD-L2",
-            float(c.chamfer(squared=True, halve=False)),
-            "mean_p d(p, G)^2 + mean_g d(g, P)^2, squared, no 1/2 (PoinTr, GRNet)",
-        ),
-        Row("accuracy", float(accuracy.mean()), "mean_p d(p, G): prediction to ground truth"),
-        Row("completeness", float(completeness.mean()), "mean_g d(g, P): ground truth to prediction"),
-        Row("Hausdorff", float(hausdorff.distance), "max(max_p d(p, G), max_g d(g, P))"),
-    ]
-    for q in (50, 90, 95, 99):
-        rows.append(Row(f"accuracy p{q}", float(torch.quantile(accuracy[0].double(), q / 100)), f"{q}th percentile"))
-    for q in (50, 90, 95, 99):
-        rows.append(
-            Row(f"completeness p{q}", float(torch.quantile(completeness[0].double(), q / 100)), f"{q}th percentile")
-        )
-    f = c.fscore(taus)
-    for k, tau in enumerate(taus):
-        rows.append(Row(f"F-score@{tau:.4g}", float(f.fscore[k]), "2PR / (P + R), d < tau (Tanks and Temples)"))
-        rows.append(Row(f"precision@{tau:.4g}", float(f.precision[k]), "fraction of prediction within tau"))
-        rows.append(Row(f"recall@{tau:.4g}", float(f.recall[k]), "fraction of ground truth within tau"))
-    description = {
-        "pred": pred_path,
-        "pred_input": pred_desc,
-        "gt": gt_path,
-        "gt_input": gt_desc,
-        "thresholds": tau_note,
-        "units": "the files' units (distances unsquared unless marked squared)",
-    }
-    return rows, description
+from .scoring import Row, score
 
 
 def _print_table(rows: list[Row], description: dict) -> None:
@@ -106,11 +39,87 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive distance, got {text}")
     return value
+
+
+def _score_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=_positive_int, default=100_000, help="points sampled on each mesh")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--tau", type=_positive_float, nargs="+", help="F-score thresholds (default: from GT size)")
+    p.add_argument("--emd", type=_non_negative_int, default=0, metavar="N",
+                   help="also compute EMD on N random points of each input (0: off)")
+
+
+def _options(args) -> dict:
+    return {"samples": args.samples, "seed": args.seed, "taus": args.tau, "emd_points": args.emd}
+
+
+def _cmd_score(args) -> int:
+    scored = score(args.pred, args.gt, **_options(args))
+    files = []
+    if args.vis:
+        from .report import write_visuals
+
+        files = write_visuals(scored, args.vis)
+    if args.json:
+        json.dump({"inputs": scored.description, "metrics": scored.metrics(),
+                   "conventions": {r.name: r.convention for r in scored.rows}, "files": files}, sys.stdout, indent=2)
+        print()
+    elif args.csv:
+        from .report import as_csv
+
+        sys.stdout.write(as_csv(scored))
+    else:
+        _print_table(scored.rows, scored.description)
+        for path in files:
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_dtu(args) -> int:
+    from .dtu import dtu_eval
+
+    result = dtu_eval(args.data, args.scan, args.dataset_dir, mode=args.mode, seed=args.seed,
+                      vis_dir=args.vis, progress=not args.quiet)
+    if args.json:
+        json.dump(result.as_dict(), sys.stdout, indent=2)
+        print()
+    else:
+        print(f"DTU scan {result.scan}: {args.data} (DTUeval-python protocol, millimetres)")
+        for name in ("accuracy", "completeness", "overall"):
+            print(f"  {name:<13} {getattr(result, name):.6f}")
+        print("  " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+        for path in result.files:
+            print(f"wrote {path}")
+    return 0
+
+
+def _cmd_batch(args) -> int:
+    from .batch import is_main_process, run_batch, summary
+
+    out = args.out or os.path.splitext(args.manifest)[0] + ".results.jsonl"
+    records = run_batch(args.manifest, out, _options(args), progress=not args.quiet)
+    if not is_main_process():
+        return 0
+    means, ok, failed = summary(records)
+    print(f"{ok} pairs scored, {failed} failed; results in {out}")
+    if means:
+        width = max(len(n) for n in means)
+        print(f"\n{'metric (mean over pairs)':<{width}}  {'value':>12}")
+        for name, value in means.items():
+            print(f"{name:<{width}}  {value:>12.6g}")
+    return 0 if failed == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,30 +128,37 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("score", help="score a predicted mesh or point cloud against a ground truth")
     p.add_argument("pred", help="prediction: mesh (ply/obj/off/stl/glb) or point cloud (ply/pcd/xyz/npy)")
     p.add_argument("gt", help="ground truth, same formats")
-    p.add_argument("--samples", type=_positive_int, default=100_000, help="points sampled on each mesh")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--tau", type=_positive_float, nargs="+", help="F-score thresholds (default: from GT size)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _score_options(p)
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output.add_argument("--csv", action="store_true", help="print CSV (metric, value, convention)")
+    p.add_argument("--vis", metavar="DIR", help="write coloured error clouds (PLY) and a histogram (PNG) to DIR")
+    p.set_defaults(run=_cmd_score)
+
+    d = sub.add_parser("dtu", help="DTU MVS accuracy / completeness / overall (DTUeval-python protocol)")
+    d.add_argument("data", help="reconstructed mesh or point cloud (millimetres, DTU frame)")
+    d.add_argument("--scan", type=int, required=True, help="DTU scan id")
+    d.add_argument("--dataset-dir", required=True, help="DTU root with Points/stl and ObsMask")
+    d.add_argument("--mode", choices=["auto", "mesh", "pcd"], default="auto")
+    d.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    d.add_argument("--vis", metavar="DIR", help="write vis_{scan}_d2s.ply and vis_{scan}_s2d.ply to DIR")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(run=_cmd_dtu)
+
+    b = sub.add_parser("batch", help="score many pairs listed in a CSV manifest (pred,gt[,id]); resumable")
+    b.add_argument("manifest")
+    b.add_argument("--out", help="results file, one JSON line per pair (default: MANIFEST.results.jsonl)")
+    _score_options(b)
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(run=_cmd_batch)
+
     args = parser.parse_args(argv)
     try:
-        rows, description = score(args.pred, args.gt, args.samples, args.seed, args.tau)
-    except (io.GeometryFileError, ValueError, TypeError) as error:
+        return args.run(args)
+    except (io.GeometryFileError, FileNotFoundError, ValueError, TypeError, RuntimeError) as error:
         print(f"pointmetrics: error: {error}", file=sys.stderr)
         return 2
-    if args.json:
-        json.dump(
-            {
-                "inputs": description,
-                "metrics": {r.name: r.value for r in rows},
-                "conventions": {r.name: r.convention for r in rows},
-            },
-            sys.stdout,
-            indent=2,
-        )
-        print()
-    else:
-        _print_table(rows, description)
-    return 0
 
 
 if __name__ == "__main__":

@@ -191,7 +191,13 @@ def sample_points_on_mesh(
     if faces.shape[0] == 0 or not bool((areas > 0).any()):
         raise ValueError("the mesh has no face with positive area to sample from")
     weights = areas.detach().to(torch.float64)
-    face_idx = torch.multinomial(weights, n, replacement=True, generator=generator)
+    if len(weights) < 2**24:
+        face_idx = torch.multinomial(weights, n, replacement=True, generator=generator)
+    else:  # torch.multinomial takes at most 2^24 categories: invert the cumulative areas instead
+        cdf = weights.cumsum(0)
+        u = torch.rand(n, generator=generator, dtype=torch.float64,
+                       device=weights.device if generator is None else generator.device).to(weights.device)
+        face_idx = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=len(weights) - 1)
     uv = torch.rand(
         n, 2, generator=generator, dtype=torch.float64, device=verts.device if generator is None else generator.device
     ).to(verts.device)

@@ -58,6 +58,14 @@ def _mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
     return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def _at_least_one_column(sq: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pads (B, 0) per-point results of empty clouds with one invalid column (0, -1), so that
+    reductions over points are defined."""
+    if sq.shape[1] > 0:
+        return sq, index
+    return sq.new_zeros(sq.shape[0], 1), index.new_full((index.shape[0], 1), -1)
+
+
 def _warn_if_empty(xl: torch.Tensor, yl: torch.Tensor, what: str) -> None:
     if bool(((xl == 0) | (yl == 0)).any()):
         warnings.warn(f"{what}: a point cloud is empty; its result is NaN", RuntimeWarning, stacklevel=3)
@@ -151,20 +159,22 @@ class Correspondences:
         """
         _checks.check_choice(direction, ("symmetric", "x_to_y", "y_to_x"), "direction")
         _warn_if_empty(self.x_lengths, self.y_lengths, "hausdorff_distance")
-        valid_x = _mask(self.x_lengths, self.sq_x_to_y.shape[1])
-        valid_y = _mask(self.y_lengths, self.sq_y_to_x.shape[1])
+        sq_x, index_x = _at_least_one_column(self.sq_x_to_y, self.x_to_y_index)
+        sq_y, index_y = _at_least_one_column(self.sq_y_to_x, self.y_to_x_index)
+        valid_x = _mask(self.x_lengths, sq_x.shape[1])
+        valid_y = _mask(self.y_lengths, sq_y.shape[1])
         # argmax on squared distances (monotone), sqrt taken on the winner only.
-        sx, ix = self.sq_x_to_y.masked_fill(~valid_x, -1.0).max(1, keepdim=True)
-        sy, iy = self.sq_y_to_x.masked_fill(~valid_y, -1.0).max(1, keepdim=True)
-        pair_x = (ix[:, 0], self.x_to_y_index.gather(1, ix)[:, 0])
-        pair_y = (self.y_to_x_index.gather(1, iy)[:, 0], iy[:, 0])
+        sx, ix = sq_x.masked_fill(~valid_x, -1.0).max(1, keepdim=True)
+        sy, iy = sq_y.masked_fill(~valid_y, -1.0).max(1, keepdim=True)
+        pair_x = (ix[:, 0], index_x.gather(1, ix)[:, 0])
+        pair_y = (index_y.gather(1, iy)[:, 0], iy[:, 0])
         if direction == "x_to_y":
             use_x = torch.ones_like(sx[:, 0], dtype=torch.bool)
         elif direction == "y_to_x":
             use_x = torch.zeros_like(sx[:, 0], dtype=torch.bool)
         else:
             use_x = sx[:, 0] >= sy[:, 0]
-        sq = torch.where(use_x, self.sq_x_to_y.gather(1, ix)[:, 0], self.sq_y_to_x.gather(1, iy)[:, 0])
+        sq = torch.where(use_x, sq_x.gather(1, ix)[:, 0], sq_y.gather(1, iy)[:, 0])
         empty = (self.x_lengths == 0) | (self.y_lengths == 0)
         distance = torch.where(empty, torch.nan, safe_sqrt(sq.clamp(min=0)))
         xi = torch.where(empty, -1, torch.where(use_x, pair_x[0], pair_y[0]))

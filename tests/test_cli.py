@@ -35,7 +35,7 @@ def test_score_json_schema(capsys):
     )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"inputs", "metrics", "conventions"}
+    assert set(out) == {"inputs", "metrics", "conventions", "files"}
     metrics = out["metrics"]
     for key in ("CD-L1", "CD-L2", "Hausdorff", "F-score@0.001", "precision@0.002", "recall@0.002"):
         assert key in metrics
@@ -64,3 +64,104 @@ def test_unreadable_files_give_one_line_errors(tmp_path):
     assert r.returncode == 2 and "NaN" in r.stderr
     r = run("score", str(DATA / "bunny_res3.ply"), str(DATA / "bunny_scans_20k.ply"), "--samples", "0")
     assert r.returncode == 2
+
+
+def test_score_csv_vis_and_extra_metrics(tmp_path, capsys):
+    mesh = str(DATA / "bunny_res3.ply")
+    code = cli.main(["score", mesh, mesh, "--samples", "4000", "--emd", "500", "--json", "--vis", str(tmp_path)])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    metrics = out["metrics"]
+    assert "P2S" in metrics and "normal consistency" in metrics and "EMD" in metrics
+    assert "F-score@1% diag" in metrics and metrics["normal consistency"] > 0.9
+    assert "volumetric IoU" not in metrics  # the bunny has holes: not watertight
+    names = sorted(p.rsplit("/", 1)[-1] for p in out["files"])
+    assert names == ["distance_histogram.png", "gt_error.ply", "pred_error.ply"]
+    assert (tmp_path / "distance_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from pointmetrics import io
+
+    cloud = io.load(tmp_path / "pred_error.ply")
+    assert len(cloud.vertices) == 4000
+    assert cli.main(["score", mesh, str(DATA / "bunny_scans_20k.ply"), "--samples", "2000", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "metric,value,convention" and lines[1].startswith("CD-L1,")
+
+
+def test_volumetric_iou_for_watertight_meshes(tmp_path, capsys):
+    trimesh = __import__("pytest").importorskip("trimesh")
+    trimesh.creation.icosphere(subdivisions=3).export(tmp_path / "a.ply")
+    trimesh.creation.icosphere(subdivisions=2).export(tmp_path / "b.ply")
+    assert cli.main(["score", str(tmp_path / "a.ply"), str(tmp_path / "b.ply"), "--samples", "2000", "--json"]) == 0
+    iou = json.loads(capsys.readouterr().out)["metrics"]["volumetric IoU"]
+    assert 0.9 < iou < 1.0
+
+
+def test_batch_resumes_and_reports_bad_pairs(tmp_path):
+    manifest = tmp_path / "pairs.csv"
+    rows = ["id,pred,gt"]
+    for k in range(4):
+        rows.append(f"p{k},{DATA / 'bunny_res3.ply'},{DATA / 'bunny_scans_20k.ply'}")
+    rows.append(f"bad,{tmp_path / 'missing.ply'},{DATA / 'bunny_scans_20k.ply'}")
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "results.jsonl"
+    from pointmetrics.batch import run_batch
+
+    options = {"samples": 2000, "seed": 0, "taus": [0.002], "emd_points": 0}
+    first = run_batch(str(manifest), str(out), options, progress=False, stop_after=2)  # interrupted
+    assert [r["id"] for r in first] == ["p0", "p1"]
+    r = run("batch", str(manifest), "--out", str(out), "--samples", "2000", "--tau", "0.002", "--quiet")
+    assert r.returncode == 1  # one pair failed
+    assert "2 of 5 pairs already scored" in r.stderr and "skipped bad" in r.stderr
+    assert "4 pairs scored, 1 failed" in r.stdout and "CD-L1" in r.stdout
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [rec["id"] for rec in records] == ["p0", "p1", "p2", "p3", "bad"]  # p0, p1 not scored again
+    assert records[0]["metrics"] == records[3]["metrics"]  # same pair, same seed, same numbers
+    assert "missing.ply" in records[-1]["error"]
+
+
+def test_batch_under_torchrun_equals_one_process(tmp_path):
+    manifest = tmp_path / "pairs.csv"
+    meshes = ["bunny_res3.ply", "bunny_res4.ply", "armadillo.ply"]
+    lines = ["pred,gt"] + [f"{DATA / m},{DATA / 'bunny_scans_20k.ply'}" for m in meshes]
+    manifest.write_text("\n".join(lines) + "\n")
+    common = ["--samples", "2000", "--tau", "0.002", "--quiet"]
+    single = run("batch", str(manifest), "--out", str(tmp_path / "one.jsonl"), *common)
+    assert single.returncode == 0, single.stderr
+    multi = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+         "-m", "pointmetrics", "batch", str(manifest), "--out", str(tmp_path / "two.jsonl"), *common],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert multi.returncode == 0, multi.stderr
+    one = {r["id"]: r["metrics"] for r in map(json.loads, (tmp_path / "one.jsonl").read_text().splitlines())}
+    two = {r["id"]: r["metrics"] for r in map(json.loads, (tmp_path / "two.jsonl").read_text().splitlines())}
+    assert one == two and len(one) == 3
+    assert single.stdout.splitlines()[1:] == multi.stdout.splitlines()[1:]  # the same summary table
+    assert not list(tmp_path.glob("two.jsonl.rank*"))
+
+
+def test_dtu_command(tmp_path, capsys):
+    import numpy as np
+    from scipy.io import savemat
+
+    from pointmetrics import io
+
+    (tmp_path / "Points" / "stl").mkdir(parents=True)
+    (tmp_path / "ObsMask").mkdir()
+    stl = io.load(DATA / "bunny_scans_20k.ply").vertices.numpy() * 1000
+    io.save_ply(tmp_path / "Points" / "stl" / "stl001_total.ply", stl)
+    lo, hi = stl.min(0), stl.max(0)
+    shape = tuple(np.floor((hi - lo) / 5).astype(int) + 1)
+    savemat(tmp_path / "ObsMask" / "ObsMask1_10.mat",
+            {"ObsMask": np.ones(shape, bool), "BB": np.stack([lo, hi]), "Res": np.array([[5.0]])})
+    savemat(tmp_path / "ObsMask" / "Plane1.mat", {"P": np.array([0.0, 1.0, 0.0, -lo[1] - 5])})
+    mesh = io.load(DATA / "bunny_res3.ply")
+    io.save_ply(tmp_path / "mesh.ply", mesh.vertices.numpy() * 1000, faces=mesh.faces.numpy())
+    code = cli.main(["dtu", str(tmp_path / "mesh.ply"), "--scan", "1", "--dataset-dir", str(tmp_path),
+                     "--vis", str(tmp_path / "vis"), "--json", "--quiet"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 0 < out["accuracy"] < 2 and 0 < out["completeness"] < 2
+    assert (tmp_path / "vis" / "vis_001_d2s.ply").exists() and (tmp_path / "vis" / "vis_001_s2d.ply").exists()
+    r = run("dtu", str(tmp_path / "mesh.ply"), "--scan", "2", "--dataset-dir", str(tmp_path), "--quiet")
+    assert r.returncode == 2 and "stl002_total.ply: DTU file not found" in r.stderr

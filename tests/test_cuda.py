@@ -149,3 +149,12 @@ def test_training_losses_agree(gen):
     a, b = torch.rand(2, 3, 32, 32, generator=gen, dtype=torch.float64), torch.rand(2, 3, 32, 32, generator=gen,
                                                                                        dtype=torch.float64)
     torch.testing.assert_close(pm.ssim(a, b), pm.ssim(a.cuda(), b.cuda()).cpu())
+
+
+def test_greedy_reduction_cpu_and_cuda_agree(gen):
+    pts = torch.rand(100_000, 3, generator=gen, dtype=torch.float64) * 10
+    keep = pm.greedy_radius_downsample(pts, 0.2)
+    assert torch.equal(keep, pm.greedy_radius_downsample(pts.cuda(), 0.2).cpu())
+    ordered = pts[pts[:, 0].argsort()]  # a sorted order: long chains of dependent decisions
+    assert torch.equal(pm.greedy_radius_downsample(ordered, 0.2),
+                       pm.greedy_radius_downsample(ordered.cuda(), 0.2).cpu())

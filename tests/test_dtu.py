@@ -1,0 +1,161 @@
+"""DTU protocol parity: a transcription of DTUeval-python's eval.py (numpy, with scipy's cKDTree in
+place of scikit-learn) on a synthetic DTU layout around the bunny, scaled to millimetres."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA
+
+import pointmetrics as pm
+from pointmetrics import io
+
+scipy_io = pytest.importorskip("scipy.io")
+cKDTree = pytest.importorskip("scipy.spatial").cKDTree
+
+SCAN = 24
+
+
+def reference_sample(vertices, triangles, thresh):
+    """eval.py's mesh sampling, loop for loop."""
+    tri_vert = vertices[triangles]
+    v1 = tri_vert[:, 1] - tri_vert[:, 0]
+    v2 = tri_vert[:, 2] - tri_vert[:, 0]
+    l1 = np.linalg.norm(v1, axis=-1, keepdims=True)
+    l2 = np.linalg.norm(v2, axis=-1, keepdims=True)
+    area2 = np.linalg.norm(np.cross(v1, v2), axis=-1, keepdims=True)
+    non_zero_area = (area2 > 0)[:, 0]
+    l1, l2, area2, v1, v2, tri_vert = [arr[non_zero_area] for arr in [l1, l2, area2, v1, v2, tri_vert]]
+    thr = thresh * np.sqrt(l1 * l2 / area2)
+    n1 = np.floor(l1 / thr)
+    n2 = np.floor(l2 / thr)
+    new_pts = []
+    for i in range(len(n1)):
+        c = np.mgrid[: n1[i, 0] + 1, : n2[i, 0] + 1]
+        c += 0.5
+        c[0] /= max(n1[i, 0], 1e-7)
+        c[1] /= max(n2[i, 0], 1e-7)
+        c = np.transpose(c, (1, 2, 0))
+        k = c[c.sum(axis=-1) < 1]
+        new_pts.append(v1[i : i + 1] * k[:, :1] + v2[i : i + 1] * k[:, 1:] + tri_vert[i : i + 1, 0])
+    return np.concatenate([vertices, np.concatenate(new_pts, axis=0)], axis=0)
+
+
+def reference_eval(data_pcd, dataset_dir, thresh, patch, max_dist, seed):
+    """eval.py from the shuffle on; returns the sets and the three numbers."""
+    data_pcd = data_pcd.copy()
+    np.random.default_rng(seed).shuffle(data_pcd, axis=0)
+    rnn_idxs = cKDTree(data_pcd).query_ball_point(data_pcd, r=thresh)
+    mask = np.ones(data_pcd.shape[0], dtype=np.bool_)
+    for curr, idxs in enumerate(rnn_idxs):
+        if mask[curr]:
+            mask[idxs] = 0
+            mask[curr] = 1
+    data_down = data_pcd[mask]
+    obs_mask_file = scipy_io.loadmat(f"{dataset_dir}/ObsMask/ObsMask{SCAN}_10.mat")
+    ObsMask, BB, Res = [obs_mask_file[attr] for attr in ["ObsMask", "BB", "Res"]]
+    BB = BB.astype(np.float32)
+    inbound = ((data_down >= BB[:1] - patch) & (data_down < BB[1:] + patch * 2)).sum(axis=-1) == 3
+    data_in = data_down[inbound]
+    data_grid = np.around((data_in - BB[:1]) / Res).astype(np.int32)
+    grid_inbound = ((data_grid >= 0) & (data_grid < np.expand_dims(ObsMask.shape, 0))).sum(axis=-1) == 3
+    data_grid_in = data_grid[grid_inbound]
+    in_obs = ObsMask[data_grid_in[:, 0], data_grid_in[:, 1], data_grid_in[:, 2]].astype(np.bool_)
+    data_in_obs = data_in[grid_inbound][in_obs]
+    stl = io.load(f"{dataset_dir}/Points/stl/stl{SCAN:03}_total.ply").vertices.numpy()
+    dist_d2s, _ = cKDTree(stl).query(data_in_obs, k=1)
+    ground_plane = scipy_io.loadmat(f"{dataset_dir}/ObsMask/Plane{SCAN}.mat")["P"]
+    stl_hom = np.concatenate([stl, np.ones_like(stl[:, :1])], -1)
+    above = (ground_plane.reshape((1, 4)) * stl_hom).sum(-1) > 0
+    dist_s2d, _ = cKDTree(data_in).query(stl[above], k=1)
+    mean_d2s = dist_d2s[dist_d2s < max_dist].mean()
+    mean_s2d = dist_s2d[dist_s2d < max_dist].mean()
+    counts = {"samples": len(data_pcd), "downsampled": len(data_down), "in_box": len(data_in),
+              "in_mask": len(data_in_obs), "stl": len(stl), "stl_above_plane": int(above.sum())}
+    return mean_d2s, mean_s2d, (mean_d2s + mean_s2d) / 2, counts, (data_down, dist_d2s, dist_s2d, inbound)
+
+
+@pytest.fixture(scope="module")
+def dtu_layout(tmp_path_factory):
+    """A DTU-shaped directory: the bunny scans (mm) as STL, a random ObsMask, a ground plane."""
+    root = tmp_path_factory.mktemp("dtu")
+    (root / "Points" / "stl").mkdir(parents=True)
+    (root / "ObsMask").mkdir()
+    stl = io.load(DATA / "bunny_scans_20k.ply").vertices.numpy() * 1000
+    io.save_ply(root / "Points" / "stl" / f"stl{SCAN:03}_total.ply", stl)
+    stl = io.load(root / "Points" / "stl" / f"stl{SCAN:03}_total.ply").vertices.numpy()  # float32 as stored
+    lo, hi = stl.min(0), stl.max(0)
+    res = 4.0
+    bb = np.stack([lo + 10, hi - 5])  # points outside the box on every side
+    shape = tuple(np.floor((bb[1] - bb[0]) / res).astype(int) + 1)
+    obs = np.random.default_rng(1).random(shape) < 0.8
+    scipy_io.savemat(root / "ObsMask" / f"ObsMask{SCAN}_10.mat", {"ObsMask": obs, "BB": bb, "Res": np.array([[res]])})
+    y0 = lo[1] + 0.15 * (hi[1] - lo[1])
+    scipy_io.savemat(root / "ObsMask" / f"Plane{SCAN}.mat", {"P": np.array([[0.0], [1.0], [0.0], [-y0]])})
+    mesh = io.load(DATA / "bunny_res3.ply")
+    return root, mesh.vertices.numpy() * 1000, mesh.faces.numpy()
+
+
+@pytest.mark.parametrize("patch", [3.0, 60.0])
+def test_equals_dtueval_python(dtu_layout, tmp_path, patch):
+    root, verts, faces = dtu_layout
+    density, max_dist, seed = 0.5, 20.0, 7
+    ours = pm.dtu_eval((torch.from_numpy(verts), torch.from_numpy(faces)), SCAN, root, seed=seed,
+                       downsample_density=density, patch_size=patch, max_dist=max_dist, vis_dir=tmp_path)
+    samples = reference_sample(verts, faces, density)
+    np.testing.assert_array_equal(pm.sample_mesh_lattice(torch.from_numpy(verts), torch.from_numpy(faces),
+                                                         density).numpy(), samples)
+    acc, comp, overall, counts, (data_down, d2s, s2d, inbound) = reference_eval(samples, root, density, patch,
+                                                                               max_dist, seed)
+    assert ours.counts == counts  # identical sample sets at every stage
+    assert counts["in_box"] < counts["downsampled"] or patch == 60.0
+    assert counts["stl_above_plane"] < counts["stl"]
+    for got, want in ((ours.accuracy, acc), (ours.completeness, comp), (ours.overall, overall)):
+        assert got == pytest.approx(want, rel=1e-6)
+    # The visualisation: every reduced point, blue outside the box and mask, green past max_dist.
+    vis = io.load(ours.files[0]).vertices.numpy()
+    assert len(vis) == len(data_down)
+    np.testing.assert_allclose(np.sort(vis, axis=0), np.sort(data_down.astype(np.float32), axis=0))
+    assert len(io.load(ours.files[1]).vertices) == counts["stl"]
+
+
+def test_greedy_reduction_equals_the_reference_loop(gen):
+    pts = torch.rand(20_000, 3, generator=gen, dtype=torch.float64) * 5
+    pts[100] = pts[50]  # duplicates
+    pts[200] = pts[201] + torch.tensor([0.3, 0, 0], dtype=torch.float64)  # exactly one radius apart
+    keep = pm.greedy_radius_downsample(pts, 0.3).numpy()
+    p = pts.numpy()
+    mask = np.ones(len(p), dtype=bool)
+    for curr, idxs in enumerate(cKDTree(p).query_ball_point(p, r=0.3)):
+        if mask[curr]:
+            mask[idxs] = 0
+            mask[curr] = 1
+    np.testing.assert_array_equal(keep, mask)
+    kept = p[keep]
+    d, _ = cKDTree(kept).query(kept, k=2)
+    assert (d[:, 1] > 0.3).all()  # no two kept points within the radius
+    assert pm.greedy_radius_downsample(pts[:0], 0.3).shape == (0,)
+
+
+def test_pcd_mode_and_errors(dtu_layout, tmp_path):
+    root, verts, faces = dtu_layout
+    points = torch.from_numpy(verts)
+    result = pm.dtu_eval(points, SCAN, root, downsample_density=0.5)
+    assert result.counts["samples"] == len(verts)
+    with pytest.raises(ValueError, match="mode='mesh' needs a mesh"):
+        pm.dtu_eval(points, SCAN, root, mode="mesh")
+    with pytest.raises(FileNotFoundError, match="stl025_total.ply"):
+        pm.dtu_eval(points, 25, root)
+    with pytest.raises(ValueError, match="max_dist"):
+        pm.dtu_eval(points, SCAN, root, max_dist=0)
+    with pytest.raises(ValueError, match="radius"):
+        pm.greedy_radius_downsample(points, -1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        pm.greedy_radius_downsample(torch.full((3, 3), float("nan")), 1.0)
+    far = points + 1e5  # nothing within max_dist: NaN with a warning
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        assert np.isnan(pm.dtu_eval(far, SCAN, root, downsample_density=0.5).accuracy)
+
+
+def test_opcheck(gen):
+    pts = torch.rand(500, 3, generator=gen, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.pointmetrics.greedy_radius_keep, (pts, 0.1))
