@@ -171,6 +171,9 @@ def face_areas_normals(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.
     return 0.5 * twice_area, normals
 
 
+_MULTINOMIAL_LIMIT = 2**24  # torch.multinomial's largest number of categories
+
+
 def sample_points_on_mesh(
     verts: torch.Tensor,
     faces: torch.Tensor,
@@ -191,7 +194,7 @@ def sample_points_on_mesh(
     if faces.shape[0] == 0 or not bool((areas > 0).any()):
         raise ValueError("the mesh has no face with positive area to sample from")
     weights = areas.detach().to(torch.float64)
-    if len(weights) < 2**24:
+    if len(weights) < _MULTINOMIAL_LIMIT:
         face_idx = torch.multinomial(weights, n, replacement=True, generator=generator)
     else:  # torch.multinomial takes at most 2^24 categories: invert the cumulative areas instead
         cdf = weights.cumsum(0)

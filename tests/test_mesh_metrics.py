@@ -160,3 +160,16 @@ def test_normal_consistency(gen):
     assert 0.9 < float(mesh_nc) <= 1.0
     rotated = pm.normal_consistency(s.points, s.normals.roll(1, dims=-1), t.points, t.normals)
     assert float(rotated) < float(nc) - 0.1
+
+
+def test_sampler_beyond_multinomial_limit_follows_areas(monkeypatch):
+    # Meshes with more than 2^24 faces sample faces by inverting the cumulative areas.
+    from pointmetrics import mesh as mesh_module
+
+    monkeypatch.setattr(mesh_module, "_MULTINOMIAL_LIMIT", 1)
+    v = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0], [3, 0, 0], [0, 1, 0]], dtype=torch.float64)
+    f = torch.tensor([[0, 1, 2], [0, 0, 1], [3, 4, 5]])  # areas 0.5, 0 and 1.5
+    s = pm.sample_points_on_mesh(v, f, 40_000, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(s.face_idx, minlength=3).double()
+    assert counts[1] == 0
+    assert abs(float(counts[2] / counts.sum()) - 0.75) < 0.01
