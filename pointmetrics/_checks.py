@@ -7,6 +7,7 @@ device in a single synchronisation.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Union
 
@@ -116,6 +117,37 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, xname: str = "x", yname: str = 
         raise ValueError(f"{xname} and {yname} have different batch sizes ({x.shape[0]} and {y.shape[0]})")
     if x.shape[2] != y.shape[2]:
         raise ValueError(f"{xname} and {yname} have points of different dimension ({x.shape[2]} and {y.shape[2]})")
+
+
+def check_float_tensor(value, name: str) -> torch.Tensor:
+    """``value`` itself if it is a floating-point tensor; a TypeError naming ``name`` otherwise."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
+    return value
+
+
+def check_positive_int(value, name: str) -> None:
+    """A count: an int >= 1 (booleans are not counts)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_positive_number(value, name: str) -> None:
+    """A finite number > 0."""
+    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def broadcast_mask(mask, shape, dtype: torch.dtype, name: str = "mask") -> torch.Tensor:
+    """``mask`` broadcast to ``shape`` as 0/1 weights of ``dtype``."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+    try:
+        return torch.broadcast_to(mask, shape).to(dtype)
+    except RuntimeError:
+        raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {tuple(shape)}") from None
 
 
 def check_choice(value, allowed: Sequence, name: str) -> None:

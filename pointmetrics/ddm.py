@@ -40,11 +40,6 @@ def _ddf_mesh(queries: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor) -
     return torch.cat([h, (h + 1e-10).norm(dim=-1, keepdim=True)], dim=-1)
 
 
-def _check_positive_int(value, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _check_std(std) -> None:
     if not (isinstance(std, (int, float)) and std >= 0):
         raise ValueError(f"std must be a non-negative number, got {std!r}")
@@ -77,8 +72,8 @@ def ddm_p2p(
     ``source``/``target``: (B, N, 3) / (B, M, 3) with optional lengths, single clouds or lists.
     Each cloud needs at least K points. Pass a seeded ``generator`` for reproducible queries.
     """
-    _check_positive_int(K, "K")
-    _check_positive_int(repeat, "repeat")
+    _checks.check_positive_int(K, "K")
+    _checks.check_positive_int(repeat, "repeat")
     _check_std(std)
     if not beta >= 0:
         raise ValueError(f"beta must be non-negative, got {beta!r}")
@@ -135,8 +130,8 @@ def ddm_m2p(
     beta = 0 by default). One mesh (V, 3) + (F, 3) and one cloud (N, 3), N >= K.
     """
     _single_mesh(verts, faces, "verts", "faces")
-    _check_positive_int(K, "K")
-    _check_positive_int(repeat, "repeat")
+    _checks.check_positive_int(K, "K")
+    _checks.check_positive_int(repeat, "repeat")
     _check_std(std)
     checks = _checks.ValueChecks()
     pb, pl, unbatched = _checks.as_padded(points, None, "points", checks)
@@ -173,7 +168,7 @@ def ddm_m2m(
     """
     _single_mesh(src_verts, src_faces, "src_verts", "src_faces")
     _single_mesh(tgt_verts, tgt_faces, "tgt_verts", "tgt_faces")
-    _check_positive_int(num_queries, "num_queries")
+    _checks.check_positive_int(num_queries, "num_queries")
     _check_std(std)
     with torch.no_grad():
         on_target = sample_points_on_mesh(tgt_verts.detach(), tgt_faces, num_queries, generator=generator).points

@@ -18,7 +18,6 @@ the reference's numpy expressions, so that the same shuffle gives the same sampl
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import warnings
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import io
+from . import _checks, io
 from ._ops import ops
 from .knn import knn_points
 from .mesh import sample_mesh_lattice
@@ -73,8 +72,7 @@ def greedy_radius_downsample(points: torch.Tensor, radius: float) -> torch.Tenso
         raise ValueError(f"points must be an (N, 3) tensor, got {getattr(points, 'shape', type(points))}")
     if not points.is_floating_point():
         raise TypeError(f"points must be floating point, got {points.dtype}")
-    if not (isinstance(radius, (int, float)) and radius > 0 and math.isfinite(radius)):
-        raise ValueError(f"radius must be a positive number, got {radius!r}")
+    _checks.check_positive_number(radius, "radius")
     if points.numel() and not bool(torch.isfinite(points).all()):
         raise ValueError("points contains NaN or Inf coordinates")
     return ops.greedy_radius_keep(points.detach().contiguous(), float(radius))
@@ -195,8 +193,7 @@ def dtu_eval(
         raise ValueError(f"scan must be a non-negative integer, got {scan!r}")
     for name, value in (("downsample_density", downsample_density), ("patch_size", patch_size),
                         ("max_dist", max_dist), ("visualize_threshold", visualize_threshold)):
-        if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        _checks.check_positive_number(value, name)
     paths = dtu_paths(int(scan), dataset_dir)
     for path in paths.values():
         if not os.path.exists(path):

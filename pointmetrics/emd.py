@@ -71,8 +71,7 @@ def earth_movers_distance(
     _checks.check_choice(p, (1, 2), "p")
     if not (isinstance(rel_tol, (int, float)) and rel_tol > 0):
         raise ValueError(f"rel_tol must be a positive number, got {rel_tol!r}")
-    if not isinstance(max_rounds, int) or max_rounds < 1:
-        raise ValueError(f"max_rounds must be a positive integer, got {max_rounds!r}")
+    _checks.check_positive_int(max_rounds, "max_rounds")
     checks = _checks.ValueChecks()
     xb, xl, unbatched = _checks.as_padded(x, x_lengths, "x", checks)
     yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)

@@ -10,14 +10,6 @@ from . import _checks
 __all__ = ["psnr", "s3im", "ssim"]
 
 
-def _images(x, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-    return x
-
-
 def psnr(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -33,21 +25,13 @@ def psnr(
     ``dim``: dimensions to average over (e.g. (1, 2, 3) for a per-image PSNR of (B, C, H, W)
     images); all of them by default. Identical images give +inf.
     """
-    pred, target = _images(pred, "pred"), _images(target, "target")
+    pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range!r}")
     err = (pred - target).square()
-    if mask is None:
-        weight = torch.ones_like(err)
-    else:
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
-        try:
-            weight = torch.broadcast_to(mask, err.shape).to(err.dtype)
-        except RuntimeError:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {tuple(err.shape)}") from None
+    weight = torch.ones_like(err) if mask is None else _checks.broadcast_mask(mask, err.shape, err.dtype)
     dims = tuple(range(err.dim())) if dim is None else dim
     mse = (weight * err).sum(dims) / weight.sum(dims)
     return 10.0 * torch.log10(data_range**2 / mse)
@@ -104,15 +88,14 @@ def ssim(
     Images: (B, C, H, W), (C, H, W) or (H, W). ``reduction``: "mean" over the batch, or None for
     one value per image. Differentiable.
     """
-    pred, target = _images(pred, "pred"), _images(target, "target")
+    pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
     if pred.dim() not in (2, 3, 4):
         raise ValueError(f"images must be (B, C, H, W), (C, H, W) or (H, W), got shape {tuple(pred.shape)}")
     _checks.check_choice(padding, ("valid", "zeros"), "padding")
     _checks.check_choice(reduction, ("mean", None), "reduction")
-    if not isinstance(kernel_size, int) or kernel_size < 1:
-        raise ValueError(f"kernel_size must be a positive integer, got {kernel_size!r}")
+    _checks.check_positive_int(kernel_size, "kernel_size")
     if not data_range > 0:
         raise ValueError(f"data_range must be positive, got {data_range!r}")
     batched = pred.dim() == 4
@@ -149,13 +132,12 @@ def s3im(
     ``generator`` for reproducible permutations. Add it to the loss as lambda * s3im (lambda = 1 in
     the authors' configurations).
     """
-    pred, target = _images(pred, "pred"), _images(target, "target")
+    pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
     if pred.shape != target.shape or pred.dim() != 2:
         raise ValueError(f"pred and target must both be (R, C), got {tuple(pred.shape)} and {tuple(target.shape)}")
     for value, name in ((kernel_size, "kernel_size"), (stride, "stride"), (repeat, "repeat"),
                         (patch_height, "patch_height"), (patch_width, "patch_width")):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        _checks.check_positive_int(value, name)
     rays = pred.shape[0]
     if rays != patch_height * patch_width:
         raise ValueError(

@@ -32,16 +32,8 @@ __all__ = [
 _CLAMP = 1e-3  # opacities are clamped to [1e-3, 1 - 1e-3] before any log (instant-nsr-pl, NeuS)
 
 
-def _tensor(value, name: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if not value.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {value.dtype}")
-    return value
-
-
 def _grad_field(grad, name: str = "grad") -> torch.Tensor:
-    grad = _tensor(grad, name)
+    grad = _checks.check_float_tensor(grad, name)
     if grad.dim() < 1 or grad.shape[-1] < 1:
         raise ValueError(f"{name} must have shape (..., D), got {tuple(grad.shape)}")
     return grad
@@ -62,7 +54,7 @@ def sdf_gradient(sdf: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
     ``sdf``: (...,) or (..., 1) values computed from ``x`` (..., D), which must require grad.
     """
-    _tensor(sdf, "sdf")
+    _checks.check_float_tensor(sdf, "sdf")
     _require_input(x)
     if not sdf.requires_grad:
         raise ValueError("sdf does not require grad: compute it from x with gradients enabled")
@@ -71,7 +63,7 @@ def sdf_gradient(sdf: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _require_input(x) -> None:
-    _tensor(x, "x")
+    _checks.check_float_tensor(x, "x")
     if not x.requires_grad:
         raise ValueError(
             "x does not require grad: call x.requires_grad_() before evaluating the network, so that its "
@@ -107,17 +99,8 @@ def eikonal_loss(grad: torch.Tensor, kind: str = "sq", mask: torch.Tensor | None
     term = residual.square() if kind == "sq" else residual.abs()
     if mask is None:
         return _mean(term)
-    mask = _mask(mask, term.shape, "mask")
+    mask = _checks.broadcast_mask(mask, term.shape, term.dtype)
     return (term * mask).sum() / mask.sum().clamp(min=1)
-
-
-def _mask(mask, shape, name: str) -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
-    try:
-        return torch.broadcast_to(mask, shape).to(torch.float64 if mask.dtype == torch.float64 else torch.float32)
-    except RuntimeError:
-        raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to {tuple(shape)}") from None
 
 
 def _norm_kind(norm: str) -> None:
@@ -186,8 +169,7 @@ def divergence_weight(
     training, linearly to 0 at 40%, then 0. Scenes use (1e1, 0.1, 1e1, 0.3, 0, 0).
     """
     _checks.check_choice(decay, ("linear", "quintic", "step", "none"), "decay")
-    if not isinstance(total, int) or total < 1:
-        raise ValueError(f"total must be a positive integer, got {total!r}")
+    _checks.check_positive_int(total, "total")
     if not isinstance(iteration, int) or iteration < 0:
         raise ValueError(f"iteration must be a non-negative integer, got {iteration!r}")
     params = [float(p) for p in params]
@@ -219,7 +201,7 @@ def sparsity_loss(sdf: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     Penalises SDF values near zero away from the surface (stray surfaces in empty space). No
     samples give 0.
     """
-    sdf = _tensor(sdf, "sdf")
+    sdf = _checks.check_float_tensor(sdf, "sdf")
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale!r}")
     return _mean(torch.exp(-scale * sdf.abs()))
@@ -231,7 +213,7 @@ def sdf_points_loss(sdf_at_points: torch.Tensor) -> torch.Tensor:
     ``sdf_at_points``: the network's SDF at the (e.g. SfM) points visible in the current view.
     With no points the reference divides by zero; this returns 0 with a warning.
     """
-    sdf_at_points = _tensor(sdf_at_points, "sdf_at_points")
+    sdf_at_points = _checks.check_float_tensor(sdf_at_points, "sdf_at_points")
     if sdf_at_points.numel() == 0:
         warnings.warn("sdf_points_loss: no points; the loss is 0", RuntimeWarning, stacklevel=2)
     return _mean(sdf_at_points.abs())
@@ -244,7 +226,7 @@ def opacity_entropy_loss(opacity: torch.Tensor) -> torch.Tensor:
 
     (instant-nsr-pl's ``binary_cross_entropy(o, o)``). No rays give 0.
     """
-    o = _tensor(opacity, "opacity").clamp(_CLAMP, 1 - _CLAMP)
+    o = _checks.check_float_tensor(opacity, "opacity").clamp(_CLAMP, 1 - _CLAMP)
     return _mean(-(o * o.log() + (1 - o) * (1 - o).log()))
 
 
@@ -258,7 +240,7 @@ def mask_bce_loss(opacity: torch.Tensor, mask: torch.Tensor, convention: str = "
     Mean over rays. ``opacity`` and ``mask`` must have the same number of elements (a trailing
     singleton dimension on either is fine). No rays give 0.
     """
-    opacity = _tensor(opacity, "opacity")
+    opacity = _checks.check_float_tensor(opacity, "opacity")
     _checks.check_choice(convention, ("instant-nsr-pl", "neus"), "convention")
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
