@@ -1,6 +1,7 @@
 import os
 import pathlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -24,3 +25,28 @@ def ragged(gen, B, N, D, dtype=torch.float64, low=0):
     lengths = torch.randint(low, N + 1, (B,), generator=gen)
     lengths[0] = N
     return x, lengths
+
+
+def dtu_reference_sampler(vertices, triangles, thresh):
+    """DTUeval-python eval.py's sampler, transcribed (single process)."""
+    tri_vert = vertices[triangles]
+    v1 = tri_vert[:, 1] - tri_vert[:, 0]
+    v2 = tri_vert[:, 2] - tri_vert[:, 0]
+    l1 = np.linalg.norm(v1, axis=-1, keepdims=True)
+    l2 = np.linalg.norm(v2, axis=-1, keepdims=True)
+    area2 = np.linalg.norm(np.cross(v1, v2), axis=-1, keepdims=True)
+    non_zero_area = (area2 > 0)[:, 0]
+    l1, l2, area2, v1, v2, tri_vert = [arr[non_zero_area] for arr in [l1, l2, area2, v1, v2, tri_vert]]
+    thr = thresh * np.sqrt(l1 * l2 / area2)
+    n1 = np.floor(l1 / thr)
+    n2 = np.floor(l2 / thr)
+    pts = []
+    for i in range(len(n1)):
+        c = np.mgrid[: n1[i, 0] + 1, : n2[i, 0] + 1]
+        c += 0.5
+        c[0] /= max(n1[i, 0], 1e-7)
+        c[1] /= max(n2[i, 0], 1e-7)
+        c = np.transpose(c, (1, 2, 0))
+        k = c[c.sum(axis=-1) < 1]
+        pts.append(v1[i : i + 1] * k[:, :1] + v2[i : i + 1] * k[:, 1:] + tri_vert[i : i + 1, 0])
+    return np.concatenate([vertices, np.concatenate(pts, axis=0)], axis=0)

@@ -4,7 +4,7 @@ place of scikit-learn) on a synthetic DTU layout around the bunny, scaled to mil
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+from conftest import DATA, dtu_reference_sampler
 
 import pointmetrics as pm
 from pointmetrics import io
@@ -13,31 +13,6 @@ scipy_io = pytest.importorskip("scipy.io")
 cKDTree = pytest.importorskip("scipy.spatial").cKDTree
 
 SCAN = 24
-
-
-def reference_sample(vertices, triangles, thresh):
-    """eval.py's mesh sampling, loop for loop."""
-    tri_vert = vertices[triangles]
-    v1 = tri_vert[:, 1] - tri_vert[:, 0]
-    v2 = tri_vert[:, 2] - tri_vert[:, 0]
-    l1 = np.linalg.norm(v1, axis=-1, keepdims=True)
-    l2 = np.linalg.norm(v2, axis=-1, keepdims=True)
-    area2 = np.linalg.norm(np.cross(v1, v2), axis=-1, keepdims=True)
-    non_zero_area = (area2 > 0)[:, 0]
-    l1, l2, area2, v1, v2, tri_vert = [arr[non_zero_area] for arr in [l1, l2, area2, v1, v2, tri_vert]]
-    thr = thresh * np.sqrt(l1 * l2 / area2)
-    n1 = np.floor(l1 / thr)
-    n2 = np.floor(l2 / thr)
-    new_pts = []
-    for i in range(len(n1)):
-        c = np.mgrid[: n1[i, 0] + 1, : n2[i, 0] + 1]
-        c += 0.5
-        c[0] /= max(n1[i, 0], 1e-7)
-        c[1] /= max(n2[i, 0], 1e-7)
-        c = np.transpose(c, (1, 2, 0))
-        k = c[c.sum(axis=-1) < 1]
-        new_pts.append(v1[i : i + 1] * k[:, :1] + v2[i : i + 1] * k[:, 1:] + tri_vert[i : i + 1, 0])
-    return np.concatenate([vertices, np.concatenate(new_pts, axis=0)], axis=0)
 
 
 def reference_eval(data_pcd, dataset_dir, thresh, patch, max_dist, seed):
@@ -101,7 +76,7 @@ def test_equals_dtueval_python(dtu_layout, tmp_path, patch):
     density, max_dist, seed = 0.5, 20.0, 7
     ours = pm.dtu_eval((torch.from_numpy(verts), torch.from_numpy(faces)), SCAN, root, seed=seed,
                        downsample_density=density, patch_size=patch, max_dist=max_dist, vis_dir=tmp_path)
-    samples = reference_sample(verts, faces, density)
+    samples = dtu_reference_sampler(verts, faces, density)
     np.testing.assert_array_equal(pm.sample_mesh_lattice(torch.from_numpy(verts), torch.from_numpy(faces),
                                                          density).numpy(), samples)
     acc, comp, overall, counts, (data_down, d2s, s2d, inbound) = reference_eval(samples, root, density, patch,
