@@ -171,6 +171,19 @@ def fscore(x, y, thresholds, x_lengths=None, y_lengths=None):
     return torch.stack(fs), torch.stack(ps), torch.stack(rs)
 
 
+def _inside_projection(p, a, b, c, n, n2):
+    """Plane projection of points p (..., 1, 3) onto every face, whether it falls inside the face
+    (never for degenerate faces), and the signed height in units of |n|^2."""
+    height = ((p - a) * n).sum(-1) / torch.where(n2 > 0, n2, 1.0)
+    proj = p - height[..., None] * n
+
+    def side(u, v):
+        return (torch.linalg.cross((v - u).expand_as(proj), proj - u, dim=-1) * n).sum(-1)
+
+    inside = (n2 > 0) & (side(a, b) >= 0) & (side(b, c) >= 0) & (side(c, a) >= 0)
+    return inside, proj, height
+
+
 def closest_points_on_mesh(points, verts, faces, chunk: int = 256):
     """(squared distance, face) from each (N, 3) point to a mesh, by brute force over all faces.
 
@@ -192,13 +205,7 @@ def closest_points_on_mesh(points, verts, faces, chunk: int = 256):
     for i in range(0, points.shape[0], chunk):
         p = points[i : i + chunk, None, :]
         edges = torch.minimum(torch.minimum(segment(p, a, b), segment(p, b, c)), segment(p, c, a))
-        height = ((p - a) * n).sum(-1) / torch.where(n2 > 0, n2, 1.0)
-        proj = p - height[..., None] * n
-
-        def side(u, v, proj=proj):
-            return (torch.linalg.cross((v - u).expand_as(proj), proj - u, dim=-1) * n).sum(-1)
-
-        inside = (n2 > 0) & (side(a, b) >= 0) & (side(b, c) >= 0) & (side(c, a) >= 0)
+        inside, _, height = _inside_projection(p, a, b, c, n, n2)
         d = torch.where(inside, torch.minimum(edges, height**2 * n2), edges)
         value, index = d.min(1)  # first minimum: the smaller face index
         best_d.append(value)
@@ -240,13 +247,7 @@ def closest_point_coordinates(points, verts, faces, chunk: int = 128):
         candidates = torch.stack([on_segment(p, a, b), on_segment(p, b, c), on_segment(p, c, a)], dim=2)
         d_edges = ((p.unsqueeze(2) - candidates) ** 2).sum(-1)
         edge_point = candidates.gather(2, d_edges.argmin(2)[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
-        height = ((p - a) * n).sum(-1) / torch.where(n2 > 0, n2, 1.0)
-        proj = p - height[..., None] * n
-
-        def side(u, v, proj=proj):
-            return (torch.linalg.cross((v - u).expand_as(proj), proj - u, dim=-1) * n).sum(-1)
-
-        inside = (n2 > 0) & (side(a, b) >= 0) & (side(b, c) >= 0) & (side(c, a) >= 0)
+        inside, proj, _ = _inside_projection(p, a, b, c, n, n2)
         q = torch.where(inside[..., None], proj, edge_point)
         best = ((p - q) ** 2).sum(-1).argmin(1)
         out.append(q[torch.arange(q.shape[0]), best])
