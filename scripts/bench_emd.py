@@ -22,20 +22,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bench_timing import THREADS, gpu_time, timed  # noqa: E402
+
 import pointmetrics as pm  # noqa: E402
-
-THREADS = torch.get_num_threads()
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    """Best time over `repeat` runs and the value of the last run."""
-    best, value = float("inf"), None
-    for _ in range(repeat):
-        torch.set_num_threads(THREADS)
-        start = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, float(value)
 
 
 def scipy_exact(x: np.ndarray, y: np.ndarray, p: int = 1) -> float:
@@ -82,7 +71,8 @@ def single_cases(repeat: int) -> list[str]:
         x, y = rng.random((n, 3)), rng.random((n, 3))
         times, values = {}, {}
         for name, fn in peers(x, y).items():
-            times[name], values[name] = timed(fn, max(1, repeat - 2))
+            times[name], value = timed(fn, max(1, repeat - 2))
+            values[name] = float(value)
         exact = values["scipy linear_sum_assignment"]
         exact_of = {k: scipy_exact(x, y, 2) if "p=2" in k else exact for k in values}
         tx, ty = torch.from_numpy(x), torch.from_numpy(y)
@@ -90,6 +80,7 @@ def single_cases(repeat: int) -> list[str]:
             result = pm.earth_movers_distance(tx, ty, rel_tol=rel_tol)
             ours, value = timed(lambda t=rel_tol: pm.earth_movers_distance(tx, ty, rel_tol=t).distance,  # noqa: B023
                                 repeat)
+            value = float(value)
             scipy_time = times["scipy linear_sum_assignment"]
             others = ", ".join(
                 f"{k} {t:.2f}s ({(values[k] - exact_of[k]) / exact_of[k]:+.2%})"
@@ -126,13 +117,7 @@ def gpu_case(repeat: int) -> list[str]:
     x = torch.rand(32, 2048, 3, generator=gen, device=dev)
     y = torch.rand(32, 2048, 3, generator=gen, device=dev)
     result = pm.earth_movers_distance(x, y, rel_tol=1e-2)
-    best = float("inf")
-    for _ in range(max(repeat, 5)):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        pm.earth_movers_distance(x, y, rel_tol=1e-2)
-        torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+    best = gpu_time(lambda: pm.earth_movers_distance(x, y, rel_tol=1e-2), max(repeat, 5))
     exact = np.array([scipy_exact(x[b].double().cpu().numpy(), y[b].double().cpu().numpy()) for b in range(4)])
     error = float(np.max((result.distance[:4].double().cpu().numpy() - exact) / exact))
     line = f"| 32 x 2048 | 0.01 | {best * 1e3:.2f} ms | {error:+.1e} (worst of 4) | {float(result.gap.max()):.1e} |"

@@ -23,20 +23,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bench_timing import THREADS, best_time, gpu_time  # noqa: E402
+
 import pointmetrics as pm  # noqa: E402
 from pointmetrics import io  # noqa: E402
-
-THREADS = torch.get_num_threads()
-
-
-def best_time(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        torch.set_num_threads(THREADS)
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def methods(v: np.ndarray, f: np.ndarray, q: np.ndarray) -> dict:
@@ -115,14 +105,7 @@ def gpu_case(shared: str, repeat: int) -> list[str]:
     bvh = pm.MeshBVH(tv, tf)
     torch.cuda.synchronize()
     build = time.perf_counter() - start
-    bvh.closest_points(q)
-    best = float("inf")
-    for _ in range(max(repeat, 10)):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        bvh.closest_points(q)
-        torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+    best = gpu_time(lambda: bvh.closest_points(q), max(repeat, 10))
     line = f"| 1e6 uniform queries | {len(f)} | build {build * 1e3:.1f} ms | query {best * 1e3:.2f} ms |"
     print(line, flush=True)
     return ["| queries | faces | BVH build | closest points |", "|---|---|---|---|", line]

@@ -24,22 +24,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from bench_timing import THREADS, best_time, gpu_time  # noqa: E402
+
 import pointmetrics as pm  # noqa: E402
 from pointmetrics import io  # noqa: E402
 from pointmetrics.mesh import sample_points_on_mesh  # noqa: E402
 
-THREADS = torch.get_num_threads()
 DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data")
 
 
-def best_time(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        torch.set_num_threads(THREADS)
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def clouds(kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -230,18 +223,6 @@ def hard_table(n: int) -> list[str]:
 def gpu_table(repeat) -> list[str]:
     dev = torch.device("cuda")
 
-    def timed(fn):
-        fn()
-        torch.cuda.synchronize()
-        best = float("inf")
-        for _ in range(repeat):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - start)
-        return best
-
     lines = ["| case | pointmetrics fwd | fwd+bwd | torch.cdist+min | speed-up |", "|---|---|---|---|---|"]
     for kind, B, n in (("uniform", 1, 10**6), ("surface", 1, 10**6), ("uniform", 32, 2048)):
         x, y = clouds(kind, B * n, seed=1)
@@ -256,14 +237,14 @@ def gpu_table(repeat) -> list[str]:
             a, b = tx.clone().requires_grad_(), ty.clone().requires_grad_()
             pm.chamfer_distance(a, b)[0].backward()
 
-        t_fwd, t_fb = timed(forward), timed(forward_backward)
+        t_fwd, t_fb = gpu_time(forward, repeat), gpu_time(forward_backward, repeat)
         if B * n * n <= 2**31:
 
             def cdist(tx=tx, ty=ty):
                 d = torch.cdist(tx, ty)
                 return d.min(2).values.mean() + d.min(1).values.mean()
 
-            t_cd = timed(cdist)
+            t_cd = gpu_time(cdist, repeat)
             cd = f"{t_cd * 1e3:.2f} ms | **{t_cd / t_fwd:.1f}x**"
         else:
             cd = "N x M does not fit | -"
