@@ -104,8 +104,6 @@ class _Stages:
 def _load_mat(path: str, keys: list[str]) -> list[np.ndarray]:
     from scipy.io import loadmat
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: DTU file not found")
     try:
         content = loadmat(path)
     except Exception as error:  # noqa: BLE001 - any parser failure becomes one clear message

@@ -13,7 +13,7 @@ import torch
 
 from . import io
 from .emd import earth_movers_distance
-from .mesh import face_areas_normals, sample_points_on_mesh
+from .mesh import sample_points_on_mesh
 from .mesh_metrics import point_to_surface_distance, volumetric_iou
 from .pointcloud import correspondences
 
@@ -52,7 +52,6 @@ class _Input:
 def _prepare(path: str, samples: int, seed: int) -> _Input:
     geometry = io.load(path)
     if geometry.is_mesh:
-        _, face_normals = face_areas_normals(geometry.vertices, geometry.faces)
         generator = torch.Generator().manual_seed(seed)
         s = sample_points_on_mesh(geometry.vertices, geometry.faces, samples, generator=generator)
         description = f"mesh, {geometry.faces.shape[0]} faces, {samples} area-weighted samples (seed {seed})"
