@@ -45,4 +45,11 @@ TORCH_LIBRARY(pointmetrics, m) {
   // DTUeval-python's greedy reduction of (N, 3) points: visiting them in index order, a point is
   // kept unless an earlier kept point lies within `radius` (inclusive). Returns an (N,) bool mask.
   m.def("greedy_radius_keep(Tensor points, float radius) -> Tensor");
+
+  // Hard z-buffer rasterisation (raster/raster.h) of the faces (B, F, 3) of B meshes, each seen
+  // in C views given as clip-space vertices clip (B, C, V, 4); faces past face_lengths[b] are
+  // ignored. Returns per pixel the front-most face (B, C, H, W) int64 (-1: none), its
+  // perspective-correct barycentric weights (B, C, H, W, 3) and NDC depth (B, C, H, W) (+inf: none).
+  m.def("rasterize_triangles(Tensor clip, Tensor faces, Tensor face_lengths, int height, int width) "
+        "-> (Tensor, Tensor, Tensor)");
 }

@@ -5,6 +5,7 @@ from .bvh import MeshBVH, MeshProjection
 from .ddm import ddm_m2m, ddm_m2p, ddm_p2p
 from .dtu import DTUResult, dtu_eval, greedy_radius_downsample
 from .emd import EMD, earth_movers_distance
+from .human import HumanEvalResult, NormalMapError, human_cameras, human_eval, normal_images, normal_map_error
 from .image import psnr, s3im, ssim
 from .knn import KNN, knn_gather, knn_points
 from .lcd import LCDWeightNet, lcd_adversarial_step, lcd_loss
@@ -34,6 +35,7 @@ from .pointcloud import (
     hausdorff_distance,
     normal_consistency,
 )
+from .raster import Cameras, Fragments, NormalMaps, look_at, rasterize, render_normals, rotation_y, vertex_normals
 from .sdf import (
     directional_divergence,
     divergence_weight,
@@ -50,6 +52,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PointCloudMetrics",
+    "Cameras",
+    "Fragments",
+    "HumanEvalResult",
+    "NormalMapError",
+    "NormalMaps",
+    "human_cameras",
+    "human_eval",
+    "look_at",
+    "normal_images",
+    "normal_map_error",
+    "rasterize",
+    "render_normals",
+    "rotation_y",
+    "vertex_normals",
     "DTUResult",
     "dtu_eval",
     "greedy_radius_downsample",

@@ -60,6 +60,16 @@ def _winding_number_fake(
     return points.new_empty(points.shape[:2])
 
 
+@torch.library.register_fake("pointmetrics::rasterize_triangles")
+def _rasterize_triangles_fake(clip, faces, face_lengths, height, width):
+    B, C = clip.shape[:2]
+    return (
+        clip.new_empty((B, C, height, width), dtype=torch.int64),
+        clip.new_empty((B, C, height, width, 3)),
+        clip.new_empty((B, C, height, width)),
+    )
+
+
 torch.library.register_fake("pointmetrics::_knn_portable")(_knn_fake)
 
 

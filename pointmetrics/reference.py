@@ -266,3 +266,41 @@ def directional_distance_field(queries, verts=None, faces=None, cloud=None, K: i
         w = w / w.sum(1, keepdim=True)
         h = (w[..., None] * (queries[:, None] - cloud[idx])).sum(1)
     return torch.cat([h, (h + 1e-10).norm(dim=-1, keepdim=True)], dim=-1)
+
+
+def rasterize(clip: torch.Tensor, faces: torch.Tensor, height: int, width: int):
+    """Brute-force z-buffer of one view, in float64: clip (V, 4) clip-space vertices, faces (F, 3).
+    Every pixel tests every face (plain edge functions, no canonical order: pixel centres exactly
+    on an edge may differ from the kernel). Returns face (H, W) int64 (-1: none), bary (H, W, 3)
+    perspective-correct, depth (H, W) NDC z (+inf: none)."""
+    clip = clip.double()
+    w = clip[:, 3]
+    sx = (clip[:, 0] / w + 1) * (width / 2) - 0.5
+    sy = (1 - clip[:, 1] / w) * (height / 2) - 0.5
+    z = clip[:, 2] / w
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+                                indexing="ij")
+    px, py = cols.reshape(-1, 1), rows.reshape(-1, 1)  # (P, 1)
+    f = faces.long()
+    x, y = sx[f], sy[f]  # (F, 3)
+
+    def edge(a, b):
+        return (x[:, b] - x[:, a]) * (py - y[:, a]) - (y[:, b] - y[:, a]) * (px - x[:, a])  # (P, F)
+
+    e = torch.stack([edge(1, 2), edge(2, 0), edge(0, 1)], dim=-1)  # (P, F, 3)
+    area = (x[:, 2] - x[:, 1]) * (y[:, 0] - y[:, 1]) - (y[:, 2] - y[:, 1]) * (x[:, 0] - x[:, 1])  # edge (1, 2) at v0
+    lam = e / torch.where(area == 0, 1.0, area)[None, :, None]
+    depth = (lam * z[f][None]).sum(-1)
+    ok = (w[f] > 0).all(1) & (area != 0)
+    covered = (lam >= 0).all(-1) & ok[None] & (depth >= -1) & (depth <= 1)
+    depth32 = torch.where(covered, depth.float().double(), torch.inf)
+    best = depth32.min(1).values
+    candidates = covered & (depth32 == best[:, None])
+    index = torch.arange(f.shape[0]).expand_as(candidates)
+    face = torch.where(candidates, index, f.shape[0]).min(1).values
+    face = torch.where(face == f.shape[0], -1, face)
+    pick = face.clamp(min=0)
+    s = lam[torch.arange(len(pick)), pick] / w[f][pick]
+    bary = torch.where((face >= 0)[:, None], s / s.sum(-1, keepdim=True), 0.0)
+    d = torch.where(face >= 0, depth[torch.arange(len(pick)), pick], torch.inf)
+    return face.view(height, width), bary.view(height, width, 3), d.view(height, width)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io as _io
 import os
+import struct
+import zlib
 
 import numpy as np
 
@@ -73,3 +75,40 @@ def as_csv(scored: Scored) -> str:
     for row in scored.rows:
         writer.writerow([row.name, repr(row.value), row.convention])
     return out.getvalue()
+
+
+def write_png(path: str, image: np.ndarray) -> str:
+    """Writes an (H, W, 3) uint8 RGB image as an 8-bit PNG (no dependency beyond zlib)."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"write_png: image must be (H, W, 3), got {image.shape}")
+    height, width = image.shape[:2]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, width * 3)], axis=1)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(png)
+    return path
+
+
+def save_normal_pngs(directory, pred_images, gt_images, error_images) -> list[str]:
+    """Writes normals_pred.png and normals_gt.png ((C, H, W, 3) images in [0, 1], views side by
+    side) and normal_error.png (per-pixel squared RGB error, blue 0 to red >= 1). Returns the paths."""
+    os.makedirs(directory, exist_ok=True)
+
+    def strip(images) -> np.ndarray:  # (C, H, W, k) -> (H, C * W, k)
+        a = images.detach().double().cpu().numpy()
+        return np.concatenate(list(a), axis=1)
+
+    paths = []
+    for name, images in (("normals_pred.png", pred_images), ("normals_gt.png", gt_images)):
+        rgb = np.round(np.clip(strip(images), 0.0, 1.0) * 255).astype(np.uint8)
+        paths.append(write_png(os.path.join(directory, name), rgb))
+    error = strip(error_images[..., None])[..., 0]
+    colours = error_colours(error.reshape(-1), 1.0).reshape(*error.shape, 3)
+    paths.append(write_png(os.path.join(directory, "normal_error.png"), colours))
+    return paths

@@ -5,7 +5,7 @@
 Writes bunny_res3.ply and bunny_res4.ply (exact copies of the decimated reconstructions),
 bunny_scans_20k.ply (20,000 points drawn with seed 0 from the ten aligned range scans),
 bunny_zipper_vertices.ply (the vertices of the full zippered reconstruction, float32), and
-armadillo.ply and demosthenes.ply (the OBJ meshes as binary PLY). Credits and licences:
+armadillo.ply, demosthenes.ply and smpl_body.ply (the OBJ meshes as binary PLY). Credits and licences:
 examples/data/README.md.
 """
 
@@ -34,6 +34,7 @@ def main(shared: str) -> None:
     for source, name in (
         ("stanford_armadillo/armadillo.obj", "armadillo.ply"),
         ("demosthenes_photoscan/demosthenes-low-res.obj", "demosthenes.ply"),
+        ("human_smpl/human_man.obj", "smpl_body.ply"),
     ):
         mesh = io.load(os.path.join(shared, source))
         io.save_ply(os.path.join(out, name), mesh.vertices.numpy(), faces=mesh.faces.numpy())

@@ -158,3 +158,57 @@ def test_greedy_reduction_cpu_and_cuda_agree(gen):
     ordered = pts[pts[:, 0].argsort()]  # a sorted order: long chains of dependent decisions
     assert torch.equal(pm.greedy_radius_downsample(ordered, 0.2),
                        pm.greedy_radius_downsample(ordered.cuda(), 0.2).cpu())
+
+
+@pytest.mark.parametrize("perspective", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rasterize_cpu_and_cuda_agree(gen, perspective, dtype):
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=5)
+    v = torch.tensor(s.vertices, dtype=dtype) * 0.8 + 0.05 * torch.rand(len(s.vertices), 3, generator=gen).to(dtype)
+    f = torch.tensor(s.faces)
+    f = torch.cat([f, f[:100]])  # duplicate faces: ties go to the smaller index on both devices
+    views = pm.look_at([[0, 0, 3.0], [3.0, 0.5, 0], [0, 3.0, 0.2]])
+    cams = pm.Cameras.perspective(views, fov_y=45) if perspective else pm.Cameras.orthographic(views, near=0, far=6)
+    cpu = pm.rasterize(v, f, cams, (300, 257))
+    gpu = pm.rasterize(v.cuda(), f.cuda(), cams, (300, 257))
+    assert torch.equal(cpu.face, gpu.face.cpu())
+    assert torch.equal(cpu.bary, gpu.bary.cpu())
+    assert torch.equal(cpu.depth, gpu.depth.cpu())
+
+
+def test_rasterize_large_triangles_on_cuda():
+    # A few triangles covering the whole image: the tiled CUDA pass splits them across threads.
+    v = torch.tensor([[-3.0, -3, 0.2], [3, -3, 0.1], [3, 3, 0.0], [-3, 3, 0.1]])
+    f = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    cams = pm.Cameras.orthographic(torch.eye(4))
+    cpu = pm.rasterize(v, f, cams, 1024)
+    gpu = pm.rasterize(v.cuda(), f.cuda(), cams, 1024)
+    assert (cpu.face >= 0).all()
+    assert torch.equal(cpu.face, gpu.face.cpu()) and torch.equal(cpu.depth, gpu.depth.cpu())
+
+
+@pytest.mark.parametrize("backend", ["icon2022", "econ"])
+def test_normal_map_error_cpu_and_cuda_agree(backend):
+    from conftest import DATA
+
+    from pointmetrics.io import load
+
+    g = load(DATA / "smpl_body.ply")
+    v = g.vertices - (g.vertices.max(0).values + g.vertices.min(0).values) / 2
+    v = v / v.abs().max() * 0.9
+    pred = v * 1.02
+    cpu = pm.normal_map_error((pred, g.faces), (v, g.faces), backend=backend, image_size=256)
+    gpu = pm.normal_map_error((pred.cuda(), g.faces.cuda()), (v.cuda(), g.faces.cuda()), backend=backend,
+                              image_size=256)
+    torch.testing.assert_close(cpu.error, gpu.error.cpu(), atol=1e-12, rtol=1e-9)
+
+
+def test_rasterize_opcheck_cuda(gen):
+    from pointmetrics._ops import ops
+
+    clip = torch.rand(1, 2, 30, 4, generator=gen).cuda() * 2 - 1
+    clip[..., 3] = 1
+    faces = torch.randint(0, 30, (1, 40, 3), generator=gen).cuda()
+    torch.library.opcheck(ops.rasterize_triangles, (clip, faces, torch.tensor([40]).cuda(), 9, 11))

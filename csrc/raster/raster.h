@@ -1,0 +1,147 @@
+// Hard z-buffer rasterisation of triangles given in clip space, shared by the CPU and CUDA
+// backends so both produce the same bits.
+//
+// Conventions (OpenGL's): a vertex (x, y, z, w) in clip space lands at NDC (x, y, z) / w; NDC x
+// runs left to right and y bottom to top over [-1, 1]; pixel (row i, column j) of an H x W image
+// samples NDC x = -1 + (2j + 1) / W, y = 1 - (2i + 1) / H, so row 0 is the top. A pixel is covered
+// by a triangle when its centre lies inside or on the triangle's edges (both orientations: no
+// back-face culling) and the interpolated NDC depth lies in [-1, 1]. The front-most triangle
+// (smallest NDC z, compared in float32) wins; equal depths go to the smaller face index.
+//
+// Why it is watertight: every edge function is evaluated with its two end points in one canonical
+// order (lexicographic in screen x, then y) and negated as needed, so two triangles sharing an
+// edge compute exactly opposite values there and a pixel centre on the edge is covered by both.
+//
+// Triangles with a vertex at w <= 0 (behind a perspective camera's eye) are skipped rather than
+// clipped, as are triangles with non-finite corners or a zero screen-space area (seen edge-on).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "../common.h"
+
+namespace pm {
+
+// One triangle set up for a view: screen positions (pixel-centre units), NDC depth, 1 / w.
+struct ScreenTriangle {
+  double x[3], y[3], z[3], inv_w[3];
+  double area;              // signed twice-area in screen space, from the canonical edge functions
+  int64_t x0, x1, y0, y1;   // inclusive pixel bounding box, clamped to the image; empty if x0 > x1
+};
+
+// Edge function of (a, b) at p, antisymmetric bit for bit: E(a, b, p) == -E(b, a, p).
+PM_HD double edge_function(double ax, double ay, double bx, double by, double px, double py) {
+  const bool swap = bx < ax || (bx == ax && by < ay);
+  if (swap) {
+    double t = ax;
+    ax = bx;
+    bx = t;
+    t = ay;
+    ay = by;
+    by = t;
+  }
+  const double e = sub(mul(sub(bx, ax), sub(py, ay)), mul(sub(by, ay), sub(px, ax)));
+  return swap ? -e : e;
+}
+
+// The inputs of one rasterisation, as raw pointers: clip (BC, V, 4) vertices of each mesh-view
+// pair, faces (B, F, 3) shared by the C views of a mesh, face_lengths (B,).
+template <typename scalar_t>
+struct RasterInput {
+  const scalar_t* clip;
+  const int64_t* faces;
+  const int64_t* face_lengths;
+  int64_t C, V, F, H, W;
+};
+
+// Sets up triangle (corners v0, v1, v2, each x, y, z, w in clip space) for an H x W image.
+// Returns false when the triangle can cover no pixel.
+template <typename scalar_t>
+PM_HD bool setup_triangle(const scalar_t* v0, const scalar_t* v1, const scalar_t* v2, int64_t H, int64_t W,
+                          ScreenTriangle& t) {
+  const scalar_t* v[3] = {v0, v1, v2};
+  const double half_w = 0.5 * static_cast<double>(W), half_h = 0.5 * static_cast<double>(H);
+  for (int k = 0; k < 3; ++k) {
+    const double w = static_cast<double>(v[k][3]);
+    if (!(w > 0.0) || !std::isfinite(w)) return false;
+    const double nx = static_cast<double>(v[k][0]) / w, ny = static_cast<double>(v[k][1]) / w;
+    const double nz = static_cast<double>(v[k][2]) / w;
+    if (!std::isfinite(nx) || !std::isfinite(ny) || !std::isfinite(nz)) return false;
+    t.x[k] = sub(mul(add(nx, 1.0), half_w), 0.5);
+    t.y[k] = sub(mul(sub(1.0, ny), half_h), 0.5);
+    t.z[k] = nz;
+    t.inv_w[k] = 1.0 / w;
+  }
+  t.area = edge_function(t.x[1], t.y[1], t.x[2], t.y[2], t.x[0], t.y[0]);
+  if (t.area == 0.0 || !std::isfinite(t.area)) return false;
+  const double lo_x = min_val(min_val(t.x[0], t.x[1]), t.x[2]), hi_x = max_val(max_val(t.x[0], t.x[1]), t.x[2]);
+  const double lo_y = min_val(min_val(t.y[0], t.y[1]), t.y[2]), hi_y = max_val(max_val(t.y[0], t.y[1]), t.y[2]);
+  if (hi_x < 0.0 || hi_y < 0.0 || lo_x > static_cast<double>(W - 1) || lo_y > static_cast<double>(H - 1)) return false;
+  t.x0 = static_cast<int64_t>(ceil(max_val(lo_x, 0.0)));
+  t.x1 = static_cast<int64_t>(floor(min_val(hi_x, static_cast<double>(W - 1))));
+  t.y0 = static_cast<int64_t>(ceil(max_val(lo_y, 0.0)));
+  t.y1 = static_cast<int64_t>(floor(min_val(hi_y, static_cast<double>(H - 1))));
+  return t.x0 <= t.x1 && t.y0 <= t.y1;
+}
+
+// Whether pixel (row, col) is covered; if so, its perspective-correct barycentric weights and
+// NDC depth.
+PM_HD bool cover_pixel(const ScreenTriangle& t, int64_t row, int64_t col, double bary[3], double& depth) {
+  const double px = static_cast<double>(col), py = static_cast<double>(row);
+  double e[3];
+  e[0] = edge_function(t.x[1], t.y[1], t.x[2], t.y[2], px, py);
+  e[1] = edge_function(t.x[2], t.y[2], t.x[0], t.y[0], px, py);
+  e[2] = edge_function(t.x[0], t.y[0], t.x[1], t.y[1], px, py);
+  const bool positive = t.area > 0.0;
+  for (int k = 0; k < 3; ++k) {
+    if (positive ? e[k] < 0.0 : e[k] > 0.0) return false;
+  }
+  // Screen-space weights interpolate NDC depth; dividing by w makes them perspective-correct.
+  double s[3], sum = 0.0;
+  depth = 0.0;
+  for (int k = 0; k < 3; ++k) {
+    const double l = e[k] / t.area;
+    depth = add(depth, mul(l, t.z[k]));
+    s[k] = mul(l, t.inv_w[k]);
+    sum = add(sum, s[k]);
+  }
+  if (!(depth >= -1.0 && depth <= 1.0)) return false;
+  for (int k = 0; k < 3; ++k) bary[k] = s[k] / sum;
+  return true;
+}
+
+// The z-buffer word: float32 depth bits made order-preserving as unsigned, then the face index,
+// so that the minimum word is the front-most face with ties to the smaller index.
+PM_HD uint64_t depth_key(double depth, int64_t face) {
+  const float f = static_cast<float>(depth) + 0.0f;  // + 0.0f turns -0 into +0
+#if defined(__CUDA_ARCH__)
+  uint32_t bits = __float_as_uint(f);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+#endif
+  bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  return (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(face);
+}
+
+// Sets up face f of mesh-view pair bc; false for padding faces, indices out of range and
+// triangles that cover no pixel.
+template <typename scalar_t>
+PM_HD bool setup_face(const RasterInput<scalar_t>& in, int64_t bc, int64_t f, ScreenTriangle& t) {
+  const int64_t b = bc / in.C;
+  if (f >= in.face_lengths[b]) return false;
+  const int64_t* idx = in.faces + (b * in.F + f) * 3;
+  for (int k = 0; k < 3; ++k) {
+    if (idx[k] < 0 || idx[k] >= in.V) return false;
+  }
+  const scalar_t* base = in.clip + bc * in.V * 4;
+  return setup_triangle(base + 4 * idx[0], base + 4 * idx[1], base + 4 * idx[2], in.H, in.W, t);
+}
+
+constexpr uint64_t kEmptyKey = ~uint64_t(0);
+
+PM_HD int64_t key_face(uint64_t key) { return static_cast<int64_t>(key & 0xffffffffu); }
+
+}  // namespace pm
