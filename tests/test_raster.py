@@ -266,17 +266,17 @@ def test_normals_are_differentiable_wrt_vertices_and_normals(gen):
     normals = torch.nn.functional.normalize(torch.rand(3, 3, generator=gen, dtype=torch.float64) + 0.5, dim=1)
     faces = torch.tensor([[0, 1, 2]])
     cams = pm.Cameras.perspective(pm.look_at([[0.2, 0.1, 3.0]]), fov_y=50)
-    mask = pm.rasterize(verts, faces, cams, 12).face[0] >= 0
+    mask = pm.rasterize(verts, faces, cams, 16).face[0] >= 0
     # Only pixels well inside the triangle: visibility must not change under gradcheck's steps.
     inner = mask & torch.nn.functional.max_pool2d((~mask).double()[None, None], 3, 1, 1)[0, 0].eq(0)
 
     def render(v, n):
-        return pm.render_normals(v, faces, cams, 12, normals=n, space="view").normals[0][inner]
+        return pm.render_normals(v, faces, cams, 16, normals=n, space="view").normals[0][inner]
 
     assert inner.sum() > 5
     torch.autograd.gradcheck(render, (verts.requires_grad_(), normals.requires_grad_()))
     # the recomputed barycentric weights equal the kernel's
-    frags = pm.rasterize(verts.detach(), faces, cams, 12)
+    frags = pm.rasterize(verts.detach(), faces, cams, 16)
     meshes = pm.mesh.as_meshes(verts.detach(), faces)
     bary = pm.raster.differentiable_bary(cams.clip(meshes.verts), meshes, frags.face[None])
     torch.testing.assert_close(bary[0], frags.bary, atol=1e-12, rtol=0)
