@@ -17,6 +17,10 @@ Both published generations are implemented, selected by ``backend``; record it w
   the hard rasteriser here takes only the front face. The two differ at silhouette and crease
   pixels only, where the soft blend mixes a fraction of a pixel's colours.
 
+Views are orthographic, so as in OpenGL a surface outside the [-1, 1] depth range of ICON's
+cameras is clipped. The four views are summed, so the sign convention of the rotation (which of
+90 and 270 degrees shows the left side) does not change any number.
+
 Meshes must already be in the evaluation frame: the normalised [-1, 1] space in which ICON and
 ECON compare (the scan projected by its calibration with y negated, the reconstruction mapped from
 its voxel grid). Distances are multiplied by 100 and reported as "cm", as the papers do.

@@ -153,12 +153,10 @@ def _check_cameras(cameras) -> None:
 
 
 def _rasterize(meshes: Meshes, cameras: Cameras, size: tuple[int, int]) -> tuple[Fragments, torch.Tensor]:
-    clip = cameras.clip(meshes.verts)
-    compute = torch.float64 if clip.dtype == torch.float64 else torch.float32
+    compute = torch.float64 if meshes.verts.dtype == torch.float64 else torch.float32  # half inputs too
+    clip = cameras.clip(meshes.verts.to(compute))
     with torch.no_grad():
-        face, bary, depth = ops.rasterize_triangles(
-            clip.detach().to(compute), meshes.faces, meshes.face_lengths, size[0], size[1]
-        )
+        face, bary, depth = ops.rasterize_triangles(clip.detach(), meshes.faces, meshes.face_lengths, size[0], size[1])
     return Fragments(face, bary, depth), clip
 
 
