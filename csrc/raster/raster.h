@@ -144,4 +144,21 @@ constexpr uint64_t kEmptyKey = ~uint64_t(0);
 
 PM_HD int64_t key_face(uint64_t key) { return static_cast<int64_t>(key & 0xffffffffu); }
 
+// Pass 2 for pixel p (flat index over BC x H x W): the winning face of its z-buffer word, with
+// its barycentric weights and depth recomputed by the arithmetic of pass 1; -1, 0 and +inf where
+// no face covers the pixel.
+template <typename scalar_t>
+PM_HD void resolve_pixel(const RasterInput<scalar_t>& in, int64_t p, uint64_t key, int64_t* face, scalar_t* bary,
+                         scalar_t* depth) {
+  const int64_t pixels = in.H * in.W;
+  const int64_t bc = p / pixels, row = (p % pixels) / in.W, col = p % in.W;
+  double w[3] = {0.0, 0.0, 0.0}, z = 0.0;
+  int64_t f = -1;
+  ScreenTriangle t;
+  if (key != kEmptyKey && setup_face(in, bc, key_face(key), t) && cover_pixel(t, row, col, w, z)) f = key_face(key);
+  face[p] = f;
+  for (int k = 0; k < 3; ++k) bary[3 * p + k] = static_cast<scalar_t>(f < 0 ? 0.0 : w[k]);
+  depth[p] = static_cast<scalar_t>(f < 0 ? HUGE_VAL : z);
+}
+
 }  // namespace pm

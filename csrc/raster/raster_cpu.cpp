@@ -6,7 +6,6 @@
 #include <torch/library.h>
 
 #include <atomic>
-#include <limits>
 
 #include "raster.h"
 #include "raster_host.h"
@@ -43,20 +42,8 @@ void draw_faces(const RasterInput<scalar_t>& in, int64_t BC, uint64_t* zbuf) {
 template <typename scalar_t>
 void resolve_pixels(const RasterInput<scalar_t>& in, int64_t BC, const uint64_t* zbuf, int64_t* face,
                     scalar_t* bary, scalar_t* depth) {
-  const int64_t pixels = in.H * in.W;
-  at::parallel_for(0, BC * pixels, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t bc = p / pixels, row = (p % pixels) / in.W, col = p % in.W;
-      double w[3] = {0.0, 0.0, 0.0}, z = std::numeric_limits<double>::infinity();
-      int64_t f = -1;
-      ScreenTriangle t;
-      if (zbuf[p] != kEmptyKey && setup_face(in, bc, key_face(zbuf[p]), t) && cover_pixel(t, row, col, w, z)) {
-        f = key_face(zbuf[p]);
-      }
-      face[p] = f;
-      for (int k = 0; k < 3; ++k) bary[3 * p + k] = static_cast<scalar_t>(f < 0 ? 0.0 : w[k]);
-      depth[p] = static_cast<scalar_t>(f < 0 ? std::numeric_limits<double>::infinity() : z);
-    }
+  at::parallel_for(0, BC * in.H * in.W, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) resolve_pixel(in, p, zbuf[p], face, bary, depth);
   });
 }
 

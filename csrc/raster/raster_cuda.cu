@@ -68,17 +68,7 @@ template <typename scalar_t>
 __global__ void resolve_pixels(RasterInput<scalar_t> in, int64_t count, const unsigned long long* __restrict__ zbuf,
                                int64_t* face, scalar_t* bary, scalar_t* depth) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (p >= count) return;
-  const int64_t pixels = in.H * in.W;
-  const int64_t bc = p / pixels, row = (p % pixels) / in.W, col = p % in.W;
-  double w[3] = {0.0, 0.0, 0.0}, z = 0.0;
-  int64_t f = -1;
-  ScreenTriangle t;
-  const uint64_t key = zbuf[p];
-  if (key != kEmptyKey && setup_face(in, bc, key_face(key), t) && cover_pixel(t, row, col, w, z)) f = key_face(key);
-  face[p] = f;
-  for (int k = 0; k < 3; ++k) bary[3 * p + k] = static_cast<scalar_t>(f < 0 ? 0.0 : w[k]);
-  depth[p] = f < 0 ? static_cast<scalar_t>(INFINITY) : static_cast<scalar_t>(z);
+  if (p < count) resolve_pixel(in, p, zbuf[p], face, bary, depth);
 }
 
 }  // namespace
