@@ -180,6 +180,12 @@ class MeshBVH:
             raise ValueError(f"{name} has {pts.shape[0]} clouds but there are {self.tris.shape[0]} meshes")
         return pts, pl, unbatched and self.meshes.unbatched
 
+    def _query_args(self, pts, pl):
+        """The leading arguments of both search ops: the points in the tree's dtype, their
+        lengths, and the tree (triangles, face order, node boxes, face lengths)."""
+        points = pts.detach().to(self.dtype).contiguous()
+        return points, pl, self.tris, self.face, self.lo, self.hi, self.meshes.face_lengths
+
     def _warn_empty(self, what):
         if bool((self.meshes.face_lengths == 0).any()):
             warnings.warn(f"{what}: a mesh has no faces; its results are NaN", RuntimeWarning, stacklevel=3)
@@ -193,13 +199,7 @@ class MeshBVH:
         pts, pl, unbatched = self._points(points, lengths)
         self._warn_empty("closest_points")
         d2, face, bary = ops.closest_triangle(
-            pts.detach().to(self.dtype).contiguous(),
-            pl,
-            self.tris,
-            self.face,
-            self.lo,
-            self.hi,
-            self.meshes.face_lengths,
+            *self._query_args(pts, pl),
         )
         found = face >= 0
         if self.meshes.faces.shape[1] == 0:  # no mesh has a face
@@ -235,13 +235,7 @@ class MeshBVH:
             raise ValueError(f"beta must be positive, got {beta!r}")
         pts, pl, unbatched = self._points(points, lengths)
         w = ops.winding_number(
-            pts.detach().to(self.dtype).contiguous(),
-            pl,
-            self.tris,
-            self.face,
-            self.lo,
-            self.hi,
-            self.meshes.face_lengths,
+            *self._query_args(pts, pl),
             *self._winding_moments(),
             float(beta),
         )
