@@ -171,6 +171,21 @@ def fscore(x, y, thresholds, x_lengths=None, y_lengths=None):
     return torch.stack(fs), torch.stack(ps), torch.stack(rs)
 
 
+def _segment_parameter(p, u, v):
+    """Parameter t in [0, 1] of the closest point u + t (v - u) of segment uv to p (0 if u == v)."""
+    e = v - u
+    len2 = (e * e).sum(-1)
+    return (((p - u) * e).sum(-1) / torch.where(len2 > 0, len2, 1.0)).clamp(0, 1)
+
+
+def _on_segment(p, u, v):
+    return u + _segment_parameter(p, u, v)[..., None] * (v - u)
+
+
+def _segment_sq_distance(p, u, v):
+    return ((p - u - _segment_parameter(p, u, v)[..., None] * (v - u)) ** 2).sum(-1)
+
+
 def _inside_projection(p, a, b, c, n, n2):
     """Plane projection of points p (..., 1, 3) onto every face, whether it falls inside the face
     (never for degenerate faces), and the signed height in units of |n|^2."""
@@ -195,16 +210,12 @@ def closest_points_on_mesh(points, verts, faces, chunk: int = 256):
     n = torch.linalg.cross(b - a, c - a, dim=-1)
     n2 = (n * n).sum(-1)
 
-    def segment(p, u, v):
-        e = v - u
-        len2 = (e * e).sum(-1)
-        t = (((p - u) * e).sum(-1) / torch.where(len2 > 0, len2, 1.0)).clamp(0, 1)
-        return ((p - u - t[..., None] * e) ** 2).sum(-1)
-
     best_d, best_f = [], []
     for i in range(0, points.shape[0], chunk):
         p = points[i : i + chunk, None, :]
-        edges = torch.minimum(torch.minimum(segment(p, a, b), segment(p, b, c)), segment(p, c, a))
+        edges = torch.minimum(
+            torch.minimum(_segment_sq_distance(p, a, b), _segment_sq_distance(p, b, c)), _segment_sq_distance(p, c, a)
+        )
         inside, _, height = _inside_projection(p, a, b, c, n, n2)
         d = torch.where(inside, torch.minimum(edges, height**2 * n2), edges)
         value, index = d.min(1)  # first minimum: the smaller face index
@@ -235,16 +246,10 @@ def closest_point_coordinates(points, verts, faces, chunk: int = 128):
     n = torch.linalg.cross(b - a, c - a, dim=-1)
     n2 = (n * n).sum(-1)
 
-    def on_segment(p, u, v):
-        e = v - u
-        len2 = (e * e).sum(-1)
-        t = (((p - u) * e).sum(-1) / torch.where(len2 > 0, len2, 1.0)).clamp(0, 1)
-        return u + t[..., None] * e
-
     out = []
     for i in range(0, points.shape[0], chunk):
         p = points[i : i + chunk, None, :]
-        candidates = torch.stack([on_segment(p, a, b), on_segment(p, b, c), on_segment(p, c, a)], dim=2)
+        candidates = torch.stack([_on_segment(p, a, b), _on_segment(p, b, c), _on_segment(p, c, a)], dim=2)
         d_edges = ((p.unsqueeze(2) - candidates) ** 2).sum(-1)
         edge_point = candidates.gather(2, d_edges.argmin(2)[..., None, None].expand(-1, -1, 1, 3))[:, :, 0]
         inside, proj, _ = _inside_projection(p, a, b, c, n, n2)
