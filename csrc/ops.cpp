@@ -24,10 +24,11 @@ TORCH_LIBRARY(pointmetrics, m) {
   m.def("kd_order(Tensor points, Tensor lengths) -> Tensor");
   // Exact closest point of each mesh to each point (mesh/mesh_tree.h). tris: (B, S, 3, 3)
   // triangle corners in kd_order of their centroids; face: (B, S) their face indices; lo, hi:
-  // (B, 2 * S / 8, 3) node boxes. Returns squared distances (B, N), face indices (B, N) and
-  // barycentric weights (B, N, 3); 0 / -1 / 0 past point_lengths or for empty meshes.
+  // (B, 2 * S / 8, 3) node boxes. Returns squared distances (B, N), face indices (B, N),
+  // barycentric weights (B, N, 3) and closest points (B, N, 3); 0 / -1 / 0 / 0 past point_lengths
+  // or for empty meshes.
   m.def("closest_triangle(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
-        "Tensor face_lengths) -> (Tensor, Tensor, Tensor)");
+        "Tensor face_lengths) -> (Tensor, Tensor, Tensor, Tensor)");
   // Generalised winding number (B, N) of each mesh at each point, with float64 node moments
   // centre (B, nodes, 3), normal_sum (B, nodes, 3), moment (B, nodes, 9), radius (B, nodes) and
   // the far-field criterion |p - centre| > beta * radius.

@@ -40,7 +40,12 @@ def _kd_order_fake(points, lengths):
 @torch.library.register_fake("pointmetrics::closest_triangle")
 def _closest_triangle_fake(points, point_lengths, tris, face, lo, hi, face_lengths):
     B, N, _ = points.shape
-    return points.new_empty((B, N)), points.new_empty((B, N), dtype=torch.int64), points.new_empty((B, N, 3))
+    return (
+        points.new_empty((B, N)),
+        points.new_empty((B, N), dtype=torch.int64),
+        points.new_empty((B, N, 3)),
+        points.new_empty((B, N, 3)),
+    )
 
 
 @torch.library.register_fake("pointmetrics::auction_assignment")

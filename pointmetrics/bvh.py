@@ -91,20 +91,24 @@ class MeshBVH:
         self._moments = None
 
     def _boxes(self, valid):
-        B, P = self.tris.shape[0], self.leaves
-        inf = torch.tensor(float("inf"), dtype=self.dtype, device=self.tris.device)
-        corners = self.tris.view(B, P, LEAF_SIZE * 3, 3)
-        mask = valid.view(B, P, LEAF_SIZE, 1).repeat_interleave(3, dim=2)
-        lo = torch.full((B, 2 * P, 3), float("inf"), dtype=self.dtype, device=self.tris.device)
-        hi = torch.full_like(lo, float("-inf"))
-        lo[:, P:] = torch.where(mask, corners, inf).amin(2)
-        hi[:, P:] = torch.where(mask, corners, -inf).amax(2)
-        level = P // 2
-        while level >= 1:
-            lo[:, level : 2 * level] = lo[:, 2 * level : 4 * level].view(B, level, 2, 3).amin(2)
-            hi[:, level : 2 * level] = hi[:, 2 * level : 4 * level].view(B, level, 2, 3).amax(2)
-            level //= 2
-        return lo.contiguous(), hi.contiguous()
+        """Node boxes (B, 2P, 3) of the implicit tree: each slot's triangle box (+inf/-inf for
+        padding), halved pairwise into leaves (8 slots) and then level by level up to the root.
+        Elementwise minima of strided halves: several times faster than amin over a middle dim."""
+        B, P, t = self.tris.shape[0], self.leaves, self.tris
+        padding = ~valid[..., None]
+        lo = torch.minimum(torch.minimum(t[:, :, 0], t[:, :, 1]), t[:, :, 2]).masked_fill(padding, float("inf"))
+        hi = torch.maximum(torch.maximum(t[:, :, 0], t[:, :, 1]), t[:, :, 2]).masked_fill(padding, -float("inf"))
+        node_lo = torch.full((B, 2 * P, 3), float("inf"), dtype=self.dtype, device=t.device)
+        node_hi = torch.full_like(node_lo, -float("inf"))
+        width = LEAF_SIZE * P  # boxes at this level: slots first, then leaves, then their parents
+        while width >= 1:
+            if width <= P:
+                node_lo[:, width : 2 * width] = lo
+                node_hi[:, width : 2 * width] = hi
+            if width > 1:
+                lo, hi = torch.minimum(lo[:, 0::2], lo[:, 1::2]), torch.maximum(hi[:, 0::2], hi[:, 1::2])
+            width //= 2
+        return node_lo.contiguous(), node_hi.contiguous()
 
     def _winding_moments(self):
         """Per node, in float64: area-weighted centroid p, normal sum N = sum a_t n_t, first moment
@@ -198,16 +202,14 @@ class MeshBVH:
         """
         pts, pl, unbatched = self._points(points, lengths)
         self._warn_empty("closest_points")
-        d2, face, bary = ops.closest_triangle(
-            *self._query_args(pts, pl),
-        )
+        d2, face, bary, kernel_closest = ops.closest_triangle(*self._query_args(pts, pl))
         found = face >= 0
-        if self.meshes.faces.shape[1] == 0:  # no mesh has a face
-            corners = torch.zeros(*face.shape, 3, 3, dtype=self.dtype, device=face.device)
-        else:
-            corners = self.meshes.corners(torch.where(found, face, 0))  # (B, N, 3, 3), differentiable
         if torch.is_grad_enabled() and (pts.requires_grad or self.meshes.verts.requires_grad):
-            corners = corners.double()
+            # The kernel found the triangle and the region; torch recomputes the point on it.
+            if self.meshes.faces.shape[1] == 0:  # no mesh has a face
+                corners = torch.zeros(*face.shape, 3, 3, dtype=torch.float64, device=face.device)
+            else:
+                corners = self.meshes.corners(torch.where(found, face, 0)).double()  # (B, N, 3, 3)
             p = pts.double()
             q = _region_point(p, corners[..., 0, :], corners[..., 1, :], corners[..., 2, :], bary.double())
             q = torch.where(found[..., None], q, 0.0)
@@ -215,8 +217,7 @@ class MeshBVH:
             sq = diff.square().sum(-1)
             closest, sq = q.to(pts.dtype), sq.to(self.dtype)
         else:
-            closest = (bary[..., None] * corners.to(self.dtype)).sum(-2).to(pts.dtype)
-            sq = d2
+            closest, sq = kernel_closest.to(pts.dtype), d2
         from .pointcloud import safe_sqrt
 
         empty = (self.meshes.face_lengths == 0)[:, None] & torch.ones_like(found)

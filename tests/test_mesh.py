@@ -59,6 +59,26 @@ def test_closest_points_match_brute_force(gen, scale, offset):
     assert torch.allclose(r.bary.sum(-1), torch.ones(len(q), dtype=torch.float64))
 
 
+@pytest.mark.parametrize("n_faces", [1, 8, 9, 17, 33, 65, 129, 257])
+def test_every_tree_depth_matches_brute_force(gen, n_faces):
+    # 1 to 64 leaves: tree depths 0 to 6, even and odd, so the CPU's four-wide search starts from
+    # node 1 or from nodes 2 and 3 and climbs to either. Near-surface queries in a spatially sorted
+    # run exercise the warm start from the previous query's leaf; scattered ones the cold start.
+    v = torch.rand(3 * n_faces, 3, generator=gen, dtype=torch.float64)
+    f = torch.arange(3 * n_faces).view(n_faces, 3)
+    on_surface = (v[f] * torch.rand(n_faces, 3, 1, generator=gen, dtype=torch.float64).softmax(1)).sum(1)
+    near = on_surface.repeat(4, 1) + 1e-3 * torch.randn(4 * n_faces, 3, generator=gen, dtype=torch.float64)
+    q = torch.cat([near[near[:, 0].argsort()], queries(gen, v, 200)])
+    for dtype in (torch.float64, torch.float32):
+        r = pm.closest_points_on_mesh(q.to(dtype), v.to(dtype), f)
+        want_d, _ = reference.closest_points_on_mesh(q.to(dtype).double(), v.to(dtype).double(), f)
+        tol = 1e-12 if dtype == torch.float64 else 1e-6
+        torch.testing.assert_close(r.sq_distance.double(), want_d, rtol=tol, atol=tol)
+        # the kernel's closest point is the barycentric combination of the reported face
+        point = (r.bary.double()[..., None] * v.to(dtype).double()[f[r.face]]).sum(1)
+        torch.testing.assert_close(r.points.double(), point, rtol=tol, atol=tol)
+
+
 def test_float32_matches_float64(gen):
     v, f = random_mesh(gen)
     q = queries(gen, v)

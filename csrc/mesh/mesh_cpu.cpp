@@ -1,6 +1,7 @@
 // CPU implementations of the mesh ops: kd_order (the tree order of centroids), closest_triangle
 // and winding_number. Queries run in parallel, in Morton order of each mesh's box, and each
-// closest-triangle query starts from the leaf of the previous query's triangle.
+// closest-triangle query starts from the leaf of the previous query's triangle and searches the
+// tree four boxes at a time (wide_tree.h).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -11,6 +12,7 @@
 #include "../nn/point_tree_build.h"
 #include "mesh.h"
 #include "mesh_tree.h"
+#include "wide_tree.h"
 
 namespace pm {
 
@@ -57,19 +59,41 @@ TriangleTreeView<scalar_t> tree_view(const at::Tensor& tris, const at::Tensor& f
                                     hi.data_ptr<scalar_t>() + b * 2 * leaves * 3, leaves, n};
 }
 
-// Frames and boxes of every slot (prepare_slot), for closest-point queries.
+// What the wide search (wide_tree.h) reads besides the tree: every slot's frame, every leaf's
+// triangle boxes and every wide node's child boxes, side by side.
+struct WideTreeData {
+  at::Tensor frames, leaf_boxes, quads;
+};
+
 template <typename scalar_t>
-std::pair<at::Tensor, at::Tensor> prepare_slots(const at::Tensor& tris) {
-  const int64_t slots = tris.size(0) * tris.size(1);
-  at::Tensor frames = at::empty({slots, static_cast<int64_t>(sizeof(TriangleFrame))}, tris.options().dtype(at::kByte));
-  at::Tensor boxes = at::empty({slots, 6}, tris.options());
+WideTreeData prepare_wide(const at::Tensor& tris, const std::vector<int64_t>& fl, const at::Tensor& lo,
+                          const at::Tensor& hi) {
+  const int64_t B = tris.size(0), S = tris.size(1), P = S / kLeafSize, rows = std::max<int64_t>(P / 2, 1);
+  WideTreeData d{at::empty({B * S, static_cast<int64_t>(sizeof(TriangleFrame))}, tris.options().dtype(at::kByte)),
+                 at::empty({B, P, 2 * kBox4}, tris.options()), at::zeros({B, rows, kBox4}, tris.options())};
   const scalar_t* corners = tris.data_ptr<scalar_t>();
-  auto* f = reinterpret_cast<TriangleFrame*>(frames.data_ptr<uint8_t>());
-  scalar_t* box = boxes.data_ptr<scalar_t>();
-  at::parallel_for(0, slots, 4096, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) prepare_slot(corners + 9 * s, f + s, box + 6 * s);
+  auto* frames = reinterpret_cast<TriangleFrame*>(d.frames.data_ptr<uint8_t>());
+  scalar_t* leaf_boxes = d.leaf_boxes.data_ptr<scalar_t>();
+  at::parallel_for(0, B * S, 4096, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      scalar_t box[6] = {0, 0, 0, 0, 0, 0};  // padding slots: never searched, frames left unset
+      if (s % S < fl[s / S]) prepare_slot(corners + 9 * s, frames + s, box);
+      put_box4(leaf_boxes, s / 4, static_cast<int>(s % 4), box, box + 3);  // rows of four slots
+    }
   });
-  return {frames, boxes};
+  const scalar_t* l = lo.data_ptr<scalar_t>();
+  const scalar_t* h = hi.data_ptr<scalar_t>();
+  scalar_t* quads = d.quads.data_ptr<scalar_t>();
+  at::parallel_for(0, B * (P / 2), 4096, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / (P / 2), node = r % (P / 2);  // rows of nodes below the wide ones stay unused
+      for (int k = 0; k < 4; ++k) {
+        const int64_t child = b * 2 * P + 4 * node + k;
+        put_box4(quads, b * rows + node, k, l + 3 * child, h + 3 * child);
+      }
+    }
+  });
+  return d;
 }
 
 // Queries in Morton order of each mesh's bounding box, for cache coherence.
@@ -85,7 +109,9 @@ std::vector<int64_t> query_order(const at::Tensor& points, const std::vector<int
       h[a] = static_cast<double>(hi[b][1][a].template item<scalar_t>());
       frame_lo[3 * b + a] = std::isfinite(l[a]) ? l[a] : 0.0;
     }
-    scale[b] = morton_scale(l, h);
+    // 10 bits per axis instead of 21: the queries run as fast in this order (measured on scan
+    // and uniform points) and the codes sort in three radix passes instead of six.
+    scale[b] = morton_scale(l, h) / 2048.0;
   }
   return morton_order_cpu(points, pl, frame_lo.data(), scale.data());
 }
@@ -101,11 +127,9 @@ at::Tensor kd_order_cpu(const at::Tensor& points, const at::Tensor& lengths) {
   return build_point_tree_cpu(points.contiguous(), n).idx;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(const at::Tensor& points_in,
-                                                                    const at::Tensor& point_lengths,
-                                                                    const at::Tensor& tris_in, const at::Tensor& face,
-                                                                    const at::Tensor& lo, const at::Tensor& hi,
-                                                                    const at::Tensor& face_lengths) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(
+    const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in, const at::Tensor& face,
+    const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& face_lengths) {
   check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
   const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
   const int64_t B = points.size(0), N = points.size(1);
@@ -114,40 +138,55 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(const at::Te
   at::Tensor dist2 = at::zeros({B, N}, points.options());
   at::Tensor out_face = at::full({B, N}, -1, face.options());
   at::Tensor bary = at::zeros({B, N, 3}, points.options());
+  at::Tensor closest = at::zeros({B, N, 3}, points.options());
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_triangle_cpu", [&] {
     const std::vector<int64_t> order = query_order<scalar_t>(points, pl, lo, hi);
     const at::Tensor loc = lo.contiguous(), hic = hi.contiguous(), facec = face.contiguous();
-    const auto [frames, boxes] = prepare_slots<scalar_t>(tris);
-    const int64_t S = tris.size(1);
+    const WideTreeData data = prepare_wide<scalar_t>(tris, fl, loc, hic);
+    const int64_t S = tris.size(1), P = S / kLeafSize;
+    const int depth = tree_depth(P);
+    std::vector<WideTreeView<scalar_t>> views;
+    for (int64_t b = 0; b < B; ++b) {
+      TriangleTreeView<scalar_t> t = tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]);
+      t.frames = reinterpret_cast<const TriangleFrame*>(data.frames.data_ptr<uint8_t>()) + b * S;
+      views.push_back(WideTreeView<scalar_t>{t, data.quads[b].data_ptr<scalar_t>(),
+                                             data.leaf_boxes[b].data_ptr<scalar_t>(), depth});
+    }
     const scalar_t* q = points.data_ptr<scalar_t>();
     scalar_t* d_out = dist2.data_ptr<scalar_t>();
     int64_t* f_out = out_face.data_ptr<int64_t>();
     scalar_t* w_out = bary.data_ptr<scalar_t>();
-    const int64_t total = order.size();
-    constexpr int64_t kChunk = 128;
-    at::parallel_for(0, (total + kChunk - 1) / kChunk, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        int64_t prev_b = -1, prev_slot = -1;
-        for (int64_t pos = c * kChunk; pos < std::min(total, (c + 1) * kChunk); ++pos) {
-          const int64_t flat = order[pos], b = flat / N;
-          TriangleTreeView<scalar_t> t = tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]);
-          t.frames = reinterpret_cast<const TriangleFrame*>(frames.data_ptr<uint8_t>()) + b * S;
-          t.boxes = boxes.data_ptr<scalar_t>() + b * S * 6;
-          const Vec3 p = vec3(q + 3 * flat);
-          ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
-          // Warm start: begin at the leaf of the previous query's triangle, usually the answer's.
-          closest_triangle(t, p, best, b == prev_b && prev_slot >= 0 ? prev_slot / kLeafSize : -1);
-          if (best.face < 0) continue;
-          d_out[flat] = static_cast<scalar_t>(best.dist2);
-          f_out[flat] = best.face;
-          for (int k = 0; k < 3; ++k) w_out[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
-          prev_b = b;
-          prev_slot = best.slot;
+    scalar_t* c_out = closest.data_ptr<scalar_t>();
+    at::parallel_for(0, static_cast<int64_t>(order.size()), 1024, [&](int64_t p0, int64_t p1) {
+      int64_t prev_b = -1, prev_slot = -1;
+      for (int64_t pos = p0; pos < p1; ++pos) {
+        const int64_t flat = order[pos], b = flat / N;
+        if (pos + 16 < p1) {  // the queries and outputs of a later query: Morton order scatters them in memory
+          const int64_t ahead = order[pos + 16];
+          __builtin_prefetch(q + 3 * ahead);
+          __builtin_prefetch(d_out + ahead, 1);
+          __builtin_prefetch(f_out + ahead, 1);
+          __builtin_prefetch(w_out + 3 * ahead, 1);
+          __builtin_prefetch(c_out + 3 * ahead, 1);
         }
+        ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
+        // Warm start: begin at the leaf of the previous query's triangle, usually the answer's.
+        const int64_t start_leaf = b == prev_b && prev_slot >= 0 ? prev_slot / kLeafSize : -1;
+        wide_closest_triangle(views[b], vec3(q + 3 * flat), best, start_leaf);
+        if (best.face < 0) continue;
+        d_out[flat] = static_cast<scalar_t>(best.dist2);
+        f_out[flat] = best.face;
+        for (int k = 0; k < 3; ++k) w_out[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
+        const Vec3 c = closest_point(views[b].tree, best);
+        c_out[3 * flat] = static_cast<scalar_t>(c.x);
+        c_out[3 * flat + 1] = static_cast<scalar_t>(c.y);
+        c_out[3 * flat + 2] = static_cast<scalar_t>(c.z);
+        prev_b = b;
+        prev_slot = best.slot;
       }
     });
   });
-  return {dist2, out_face, bary};
+  return {dist2, out_face, bary, closest};
 }
 
 at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in,

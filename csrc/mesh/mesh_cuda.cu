@@ -39,7 +39,7 @@ __global__ void closest_triangle_kernel(const scalar_t* __restrict__ points, int
                                         int64_t total, const scalar_t* tris, const int64_t* face, const scalar_t* lo,
                                         const scalar_t* hi, const int64_t* face_lengths, int64_t S,
                                         const TriangleFrame* frames, const scalar_t* boxes, scalar_t* dist2,
-                                        int64_t* out_face, scalar_t* bary) {
+                                        int64_t* out_face, scalar_t* bary, scalar_t* closest) {
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= total) return;
   const int64_t flat = order[t], b = flat / N;
@@ -52,6 +52,10 @@ __global__ void closest_triangle_kernel(const scalar_t* __restrict__ points, int
   dist2[flat] = static_cast<scalar_t>(best.dist2);
   out_face[flat] = best.face;
   for (int k = 0; k < 3; ++k) bary[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
+  const Vec3 c = closest_point(view, best);
+  closest[3 * flat] = static_cast<scalar_t>(c.x);
+  closest[3 * flat + 1] = static_cast<scalar_t>(c.y);
+  closest[3 * flat + 2] = static_cast<scalar_t>(c.z);
 }
 
 template <typename scalar_t>
@@ -93,11 +97,9 @@ at::Tensor kd_order_cuda(const at::Tensor& points, const at::Tensor& lengths) {
   return build_point_tree_aten(points.contiguous(), lengths.clamp(0, points.size(1))).idx;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda(const at::Tensor& points_in,
-                                                                     const at::Tensor& point_lengths,
-                                                                     const at::Tensor& tris_in, const at::Tensor& face,
-                                                                     const at::Tensor& lo, const at::Tensor& hi,
-                                                                     const at::Tensor& face_lengths) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda(
+    const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in, const at::Tensor& face,
+    const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& face_lengths) {
   check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
   const c10::cuda::CUDAGuard guard(points_in.device());
   const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
@@ -106,9 +108,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda(const at::T
   at::Tensor dist2 = at::zeros({B, N}, points.options());
   at::Tensor out_face = at::full({B, N}, -1, face.options());
   at::Tensor bary = at::zeros({B, N, 3}, points.options());
+  at::Tensor closest = at::zeros({B, N, 3}, points.options());
   const at::Tensor order = query_order(points, pl, lo, hi);
   const int64_t total = order.numel();
-  if (total == 0) return {dist2, out_face, bary};
+  if (total == 0) return {dist2, out_face, bary, closest};
   const at::Tensor facec = face.contiguous(), loc = lo.contiguous(), hic = hi.contiguous();
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_triangle_cuda", [&] {
     const int64_t slots = B * S;
@@ -123,10 +126,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda(const at::T
         points.data_ptr<scalar_t>(), N, order.data_ptr<int64_t>(), total, tris.data_ptr<scalar_t>(),
         facec.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(), hic.data_ptr<scalar_t>(), fl.data_ptr<int64_t>(), S,
         frame_ptr, boxes.data_ptr<scalar_t>(), dist2.data_ptr<scalar_t>(), out_face.data_ptr<int64_t>(),
-        bary.data_ptr<scalar_t>());
+        bary.data_ptr<scalar_t>(), closest.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {dist2, out_face, bary};
+  return {dist2, out_face, bary, closest};
 }
 
 at::Tensor winding_number_cuda(const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in,

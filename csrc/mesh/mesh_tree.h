@@ -7,7 +7,8 @@
 //   closest_triangle: exact closest point of the mesh to a query. Nearer child first; a node is
 //     skipped when its box is farther than the best distance so far (with the pruning slack of
 //     cannot_beat). Ties go to the smaller face index, so the answer does not depend on the order
-//     of the search, the device or the thread.
+//     of the search, the device or the thread. The CUDA kernel runs this search; the CPU runs
+//     the same search four boxes at a time (wide_tree.h), with the same answer.
 //   winding_number: generalised winding number (Jacobson et al. 2013), exact solid angles near the
 //     query and Barill et al.'s (2018) second-order far-field expansion for nodes farther than
 //     beta times their radius.
@@ -28,7 +29,7 @@ struct TriangleTreeView {
   const scalar_t* hi;    // (2P, 3) node box maxima (-inf for empty nodes)
   int64_t leaves;        // P, a power of two
   int64_t n;             // valid triangles
-  const TriangleFrame* frames = nullptr;  // (S,) prepared triangles, for closest_triangle
+  const TriangleFrame* frames = nullptr;  // (S,) prepared triangles (prepare_slot), for closest_triangle
   const scalar_t* boxes = nullptr;        // (S, 6) triangle boxes (lo, hi), for closest_triangle
 };
 
@@ -58,14 +59,25 @@ struct ClosestTriangle {
   double bound;   // accept only candidates within this squared distance until one is found
 
   PM_HD double threshold() const { return face < 0 ? bound : dist2; }
+
+  // Keeps triangle f (tree slot s) if its point tp is closer, or as close with a smaller face.
+  PM_HD void consider(const TrianglePoint& tp, int64_t f, int64_t s) {
+    const bool better = face < 0 ? tp.dist2 <= bound : (tp.dist2 < dist2 || (tp.dist2 == dist2 && f < face));
+    if (!better) return;  // also rejects NaN
+    dist2 = tp.dist2;
+    face = f;
+    slot = s;
+    w[0] = tp.w[0];
+    w[1] = tp.w[1];
+    w[2] = tp.w[2];
+  }
 };
 
-// From the prepared frame when there is one, else from a frame made on the spot (same answer).
+// The closest point best found, from its slot's corners and weights (in double, as on every device).
 template <typename scalar_t>
-PM_HD TrianglePoint closest_on_slot(const TriangleTreeView<scalar_t>& t, Vec3 p, int64_t s) {
-  if (t.frames != nullptr) return closest_on_frame(p, t.frames[s]);
-  const scalar_t* c = t.tris + 9 * s;
-  return closest_on_frame(p, make_frame(vec3(c), vec3(c + 3), vec3(c + 6)));
+PM_HD Vec3 closest_point(const TriangleTreeView<scalar_t>& t, const ClosestTriangle& best) {
+  const scalar_t* c = t.tris + 9 * best.slot;
+  return vec3(c) * best.w[0] + vec3(c + 3) * best.w[1] + vec3(c + 6) * best.w[2];
 }
 
 // Lower bound on the squared distance from q to a node, from its box in the input precision;
@@ -83,24 +95,9 @@ PM_HD void scan_triangles(const TriangleTreeView<scalar_t>& t, int64_t leaf, Vec
   for (int64_t s = begin; s < end; ++s) {
     // The triangle's own box first: most triangles of a leaf are farther than the best so far,
     // and the box test costs a fraction of the exact closest-point computation.
-    scalar_t own[6];
-    const scalar_t* box = t.boxes != nullptr ? t.boxes + 6 * s : own;
-    if (t.boxes == nullptr) {
-      TriangleFrame unused;
-      prepare_slot(t.tris + 9 * s, &unused, own);
-    }
+    const scalar_t* box = t.boxes + 6 * s;
     if (cannot_beat(static_cast<double>(box_lower_bound<scalar_t, 2>(box, box + 3, q)), best.threshold())) continue;
-    const TrianglePoint tp = closest_on_slot(t, p, s);
-    const int64_t f = t.face[s];
-    const bool better = best.face < 0 ? tp.dist2 <= best.bound
-                                      : (tp.dist2 < best.dist2 || (tp.dist2 == best.dist2 && f < best.face));
-    if (!better) continue;  // also rejects NaN
-    best.dist2 = tp.dist2;
-    best.face = f;
-    best.slot = s;
-    best.w[0] = tp.w[0];
-    best.w[1] = tp.w[1];
-    best.w[2] = tp.w[2];
+    best.consider(closest_on_frame(p, t.frames[s]), t.face[s], s);
   }
 }
 
@@ -137,26 +134,13 @@ PM_HD void search_subtree(const TriangleTreeView<scalar_t>& t, int64_t root, Vec
   }
 }
 
-// Exact closest point of the mesh to p. With a start leaf (typically the previous query's), that
-// leaf is scanned first and the search climbs from it, testing one sibling box per level; every
-// triangle is in the start leaf or under one of those siblings, so nothing is missed. Without
-// one (start_leaf < 0) the search runs top-down from the root.
+// Exact closest point of the mesh to p, top-down from the root (the CUDA search; the CPU runs
+// the equivalent wide_closest_triangle of wide_tree.h).
 template <typename scalar_t>
-PM_HD void closest_triangle(const TriangleTreeView<scalar_t>& t, Vec3 p, ClosestTriangle& best,
-                            int64_t start_leaf = -1) {
+PM_HD void closest_triangle(const TriangleTreeView<scalar_t>& t, Vec3 p, ClosestTriangle& best) {
   if (t.n <= 0) return;
   const scalar_t q[3] = {static_cast<scalar_t>(p.x), static_cast<scalar_t>(p.y), static_cast<scalar_t>(p.z)};
-  if (start_leaf < 0 || start_leaf >= t.leaves) {
-    search_subtree(t, 1, p, q, best);
-    return;
-  }
-  scan_triangles(t, start_leaf, p, q, best);
-  for (int64_t node = t.leaves + start_leaf; node > 1; node /= 2) {
-    const int64_t sibling = node ^ 1;
-    if (!cannot_beat(static_cast<double>(node_distance2(t, sibling, q)), best.threshold())) {
-      search_subtree(t, sibling, p, q, best);
-    }
-  }
+  search_subtree(t, 1, p, q, best);
 }
 
 // Second-order far-field winding number of a node seen from p (Barill et al. 2018, eq. 11):

@@ -65,7 +65,7 @@ at::Tensor morton_order_aten(const at::Tensor& queries, const at::Tensor& length
 std::vector<int64_t> morton_order_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
                                       const double* frame_lo, const double* frame_scale);
 
-// Stable sort of `order` by keys[order[i]] (LSD radix, 11-bit digits).
+// Stable sort of `order` by keys[order[i]] (parallel LSD radix, 11-bit digits).
 void radix_sort_by_key(const std::vector<int64_t>& keys, std::vector<int64_t>& order);
 
 }  // namespace pm

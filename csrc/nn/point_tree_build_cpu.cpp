@@ -10,29 +10,49 @@
 
 namespace pm {
 
-// Stable sort of `order` by keys[order[i]]: LSD radix with 11-bit digits, skipping constant digits.
+// Stable sort of `order` by keys[order[i]]: LSD radix with 11-bit digits, up to the highest set
+// bit of any key. Each pass is parallel: every thread counts the digits of its own slice of the
+// array, and a prefix sum over (digit, thread) gives each thread where its elements go, in the
+// same order as a serial pass.
 void radix_sort_by_key(const std::vector<int64_t>& keys, std::vector<int64_t>& order) {
   const int64_t n = static_cast<int64_t>(order.size());
+  constexpr int kBits = 11, kBuckets = 1 << kBits;
+  const int64_t slices = n < (1 << 15) ? 1 : at::get_num_threads();
   std::vector<int64_t> tmp(n);
   std::vector<uint64_t> k(n), ktmp(n);
-  for (int64_t i = 0; i < n; ++i) k[i] = static_cast<uint64_t>(keys[order[i]]);
-  constexpr int kBits = 11, kBuckets = 1 << kBits;
-  std::vector<int64_t> count(kBuckets);
-  for (int shift = 0; shift < 64; shift += kBits) {
+  at::parallel_for(0, n, 1 << 14, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) k[i] = static_cast<uint64_t>(keys[order[i]]);
+  });
+  uint64_t all = 0;
+  for (int64_t i = 0; i < n; ++i) all |= k[i];
+  std::vector<int64_t> count(slices * kBuckets);
+  auto slice_range = [&](int64_t t) { return std::pair<int64_t, int64_t>{t * n / slices, (t + 1) * n / slices}; };
+  for (int shift = 0; shift < 64 && (all >> shift) != 0; shift += kBits) {
     std::fill(count.begin(), count.end(), 0);
-    for (int64_t i = 0; i < n; ++i) ++count[(k[i] >> shift) & (kBuckets - 1)];
-    if (n == 0 || *std::max_element(count.begin(), count.end()) == n) continue;
+    at::parallel_for(0, slices, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const auto [begin, end] = slice_range(t);
+        for (int64_t i = begin; i < end; ++i) ++count[t * kBuckets + ((k[i] >> shift) & (kBuckets - 1))];
+      }
+    });
     int64_t running = 0;
     for (int d = 0; d < kBuckets; ++d) {
-      const int64_t c = count[d];
-      count[d] = running;
-      running += c;
+      for (int64_t t = 0; t < slices; ++t) {
+        const int64_t c = count[t * kBuckets + d];
+        count[t * kBuckets + d] = running;
+        running += c;
+      }
     }
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t pos = count[(k[i] >> shift) & (kBuckets - 1)]++;
-      ktmp[pos] = k[i];
-      tmp[pos] = order[i];
-    }
+    at::parallel_for(0, slices, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const auto [begin, end] = slice_range(t);
+        for (int64_t i = begin; i < end; ++i) {
+          const int64_t pos = count[t * kBuckets + ((k[i] >> shift) & (kBuckets - 1))]++;
+          ktmp[pos] = k[i];
+          tmp[pos] = order[i];
+        }
+      }
+    });
     k.swap(ktmp);
     order.swap(tmp);
   }
@@ -79,7 +99,14 @@ void partition(std::vector<Record<scalar_t>>& rec, int64_t leaves, int8_t* axis_
   const int64_t n = rec.size();
   for (int64_t width = leaves; width > 1; width /= 2) {
     const int64_t nodes = leaves / width;
-    at::parallel_for(0, nodes, 1, [&](int64_t k0, int64_t k1) {
+    // Points fill the leaves from the left, so the nodes past the last occupied one are empty.
+    // Only the occupied ones are shared out, so that every thread gets a fair share of points.
+    const int64_t occupied = std::min(nodes, (n + width * kLeafSize - 1) / (width * kLeafSize));
+    for (int64_t k = occupied; k < nodes; ++k) {
+      axis_out[nodes + k] = 0;
+      val_out[nodes + k] = std::numeric_limits<scalar_t>::infinity();
+    }
+    at::parallel_for(0, occupied, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t node = nodes + k;
         const int64_t begin = k * width * kLeafSize, end = std::min(n, (k + 1) * width * kLeafSize);
@@ -176,13 +203,17 @@ std::vector<int64_t> order_cpu(const at::Tensor& queries, const std::vector<int6
   std::vector<int64_t> result;
   for (int64_t b = 0; b < B; ++b) {
     std::vector<int64_t> codes(lengths[b]), order(lengths[b]);
-    for (int64_t i = 0; i < lengths[b]; ++i) {
-      const scalar_t* p = q + (b * N + i) * 3;
-      codes[i] = morton_code(p[0], p[1], p[2], frame_lo + 3 * b, frame_scale[b]);
-      order[i] = i;
-    }
+    at::parallel_for(0, lengths[b], 1 << 14, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const scalar_t* p = q + (b * N + i) * 3;
+        codes[i] = morton_code(p[0], p[1], p[2], frame_lo + 3 * b, frame_scale[b]);
+        order[i] = i;
+      }
+    });
     radix_sort_by_key(codes, order);
-    for (int64_t i : order) result.push_back(b * N + i);
+    const size_t start = result.size();
+    result.resize(start + order.size());
+    for (size_t i = 0; i < order.size(); ++i) result[start + i] = b * N + order[i];
   }
   return result;
 }
