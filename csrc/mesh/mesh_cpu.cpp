@@ -86,7 +86,7 @@ WideTreeData prepare_wide(const at::Tensor& tris, const std::vector<int64_t>& fl
   scalar_t* quads = d.quads.data_ptr<scalar_t>();
   at::parallel_for(0, B * (P / 2), 4096, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / (P / 2), node = r % (P / 2);  // rows of nodes below the wide ones stay unused
+      const int64_t b = r / (P / 2), node = r % (P / 2);  // every row; only the wide nodes' are read
       for (int k = 0; k < 4; ++k) {
         const int64_t child = b * 2 * P + 4 * node + k;
         put_box4(quads, b * rows + node, k, l + 3 * child, h + 3 * child);
