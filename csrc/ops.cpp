@@ -22,13 +22,18 @@ TORCH_LIBRARY(pointmetrics, m) {
   // Order of (B, N, 3) points in a balanced kd-tree with leaves of 8 (nn/point_tree.h): (B, S)
   // int64 original indices, S = 8 * leaves (a power of two), -1 past lengths[b].
   m.def("kd_order(Tensor points, Tensor lengths) -> Tensor");
+  // The TriangleFrame (mesh/triangle.h) of each of the first F slots of a tree: (B, F, 120) uint8,
+  // zero past face_lengths[b]. tris: (B, S, 3, 3) corners in tree order, F <= S.
+  m.def("triangle_frames(Tensor tris, Tensor face_lengths, int faces) -> Tensor");
   // Exact closest point of each mesh to each point (mesh/mesh_tree.h). tris: (B, S, 3, 3)
   // triangle corners in kd_order of their centroids; face: (B, S) their face indices; lo, hi:
-  // (B, 2 * S / 8, 3) node boxes. Returns squared distances (B, N), face indices (B, N),
-  // barycentric weights (B, N, 3) and closest points (B, N, 3); 0 / -1 / 0 / 0 past point_lengths
-  // or for empty meshes.
+  // (B, 2 * S / 8, 3) node boxes; frames from triangle_frames; slot_boxes (B, S / 4, 24) and quads
+  // (B, max(S / 16, 1), 24): triangle boxes and the boxes of nodes 4i..4i+3, four side by side
+  // (mesh_tree.h kBox4). Returns squared distances (B, N), face indices (B, N), barycentric
+  // weights (B, N, 3) and closest points (B, N, 3); 0 / -1 / 0 / 0 past point_lengths or for
+  // empty meshes.
   m.def("closest_triangle(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
-        "Tensor face_lengths) -> (Tensor, Tensor, Tensor, Tensor)");
+        "Tensor face_lengths, Tensor frames, Tensor slot_boxes, Tensor quads) -> (Tensor, Tensor, Tensor, Tensor)");
   // Generalised winding number (B, N) of each mesh at each point, with float64 node moments
   // centre (B, nodes, 3), normal_sum (B, nodes, 3), moment (B, nodes, 9), radius (B, nodes) and
   // the far-field criterion |p - centre| > beta * radius.

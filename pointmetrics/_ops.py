@@ -37,8 +37,13 @@ def _kd_order_fake(points, lengths):
     return points.new_empty((points.shape[0], leaves * 8), dtype=torch.int64)
 
 
+@torch.library.register_fake("pointmetrics::triangle_frames")
+def _triangle_frames_fake(tris, face_lengths, faces):
+    return tris.new_empty((tris.shape[0], faces, 120), dtype=torch.uint8)  # csrc/mesh/triangle.h kFrameBytes
+
+
 @torch.library.register_fake("pointmetrics::closest_triangle")
-def _closest_triangle_fake(points, point_lengths, tris, face, lo, hi, face_lengths):
+def _closest_triangle_fake(points, point_lengths, tris, face, lo, hi, face_lengths, frames, slot_boxes, quads):
     B, N, _ = points.shape
     return (
         points.new_empty((B, N)),

@@ -60,6 +60,13 @@ def _region_point(p, a, b, c, w):
     return torch.where(nonzero > 0, point, zero)
 
 
+def _side_by_side(lo, hi):
+    """(B, M, 3) box minima and maxima, M a multiple of 4, as (B, M / 4, 24): for each group of four
+    boxes the x-minima of the four, then the y- and z-minima, then the maxima (mesh_tree.h kBox4)."""
+    B, M, _ = lo.shape
+    return torch.stack([lo.view(B, M // 4, 4, 3), hi.view(B, M // 4, 4, 3)], 2).transpose(-1, -2).reshape(B, M // 4, 24)
+
+
 class MeshBVH:
     """Bounding-volume hierarchy over a batch of triangle meshes. Build it once, query it many times.
 
@@ -69,8 +76,11 @@ class MeshBVH:
         face_lengths: optional (B,) number of valid faces per padded mesh.
 
     The hierarchy is a balanced kd-tree over triangle centroids with leaves of 8 triangles and the
-    exact box of every node; it is built on the vertices' device (CPU or CUDA). Queries keep
-    gradients to ``verts``: after the vertices change, build a new hierarchy.
+    exact box of every node; it is built on the vertices' device (CPU or CUDA). The first
+    closest-point query also prepares every triangle for the search (120 bytes per face, kept), so
+    later queries pay only for the search: 10k queries against 4.4M faces take 0.25 s the first
+    time and 0.04 s after. Queries keep gradients to ``verts``: after the vertices change, build a
+    new hierarchy.
     """
 
     def __init__(self, verts, faces, face_lengths=None):
@@ -87,18 +97,25 @@ class MeshBVH:
             gathered = tris.gather(1, order.clamp(min=0)[:, :, None, None].expand(-1, -1, 3, 3))
             self.tris = torch.where(valid[:, :, None, None], gathered, 0.0).contiguous()
             self.leaves = order.shape[1] // LEAF_SIZE
-            self.lo, self.hi = self._boxes(valid)
+            slot_lo, slot_hi = self._slot_boxes(valid)
+            self.lo, self.hi = self._boxes(slot_lo, slot_hi)
+            self._slot_box4 = _side_by_side(slot_lo, slot_hi)  # for closest_triangle
         self._moments = None
+        self._closest = None
 
-    def _boxes(self, valid):
-        """Node boxes (B, 2P, 3) of the implicit tree: each slot's triangle box (+inf/-inf for
-        padding), halved pairwise into leaves (8 slots) and then level by level up to the root.
-        Elementwise minima of strided halves: several times faster than amin over a middle dim."""
-        B, P, t = self.tris.shape[0], self.leaves, self.tris
-        padding = ~valid[..., None]
+    def _slot_boxes(self, valid):
+        """(B, S, 3) minima and maxima of every slot's triangle; +inf and -inf for padding."""
+        t, padding = self.tris, ~valid[..., None]
         lo = torch.minimum(torch.minimum(t[:, :, 0], t[:, :, 1]), t[:, :, 2]).masked_fill(padding, float("inf"))
         hi = torch.maximum(torch.maximum(t[:, :, 0], t[:, :, 1]), t[:, :, 2]).masked_fill(padding, -float("inf"))
-        node_lo = torch.full((B, 2 * P, 3), float("inf"), dtype=self.dtype, device=t.device)
+        return lo, hi
+
+    def _boxes(self, lo, hi):
+        """Node boxes (B, 2P, 3) of the implicit tree: the slots' triangle boxes lo, hi halved
+        pairwise into leaves (8 slots) and then level by level up to the root. Elementwise minima of
+        strided halves: several times faster than amin over a middle dim."""
+        B, P = self.tris.shape[0], self.leaves
+        node_lo = torch.full((B, 2 * P, 3), float("inf"), dtype=self.dtype, device=lo.device)
         node_hi = torch.full_like(node_lo, -float("inf"))
         width = LEAF_SIZE * P  # boxes at this level: slots first, then leaves, then their parents
         while width >= 1:
@@ -109,6 +126,21 @@ class MeshBVH:
                 lo, hi = torch.minimum(lo[:, 0::2], lo[:, 1::2]), torch.maximum(hi[:, 0::2], hi[:, 1::2])
             width //= 2
         return node_lo.contiguous(), node_hi.contiguous()
+
+    def _closest_data(self):
+        """What closest_triangle reads besides the tree, prepared on the first query and kept:
+        every triangle's TriangleFrame (triangle_frames), the slots' boxes and the boxes of nodes
+        4i..4i+3, four side by side (x-minima of four boxes, y-, z-minima, then the maxima)."""
+        if self._closest is not None:
+            return self._closest
+        with torch.no_grad():
+            B, P = self.tris.shape[0], self.leaves
+            frames = ops.triangle_frames(self.tris, self.meshes.face_lengths, self.meshes.faces.shape[1])
+            nodes = max(2 * P, 4)  # P = 1: one row, never read
+            inf = torch.full((B, nodes - 2 * P, 3), float("inf"), dtype=self.dtype, device=self.lo.device)
+            node_lo, node_hi = torch.cat([self.lo, inf], 1), torch.cat([self.hi, -inf], 1)
+            self._closest = (frames, self._slot_box4, _side_by_side(node_lo, node_hi))
+        return self._closest
 
     def _winding_moments(self):
         """Per node, in float64: area-weighted centroid p, normal sum N = sum a_t n_t, first moment
@@ -202,7 +234,7 @@ class MeshBVH:
         """
         pts, pl, unbatched = self._points(points, lengths)
         self._warn_empty("closest_points")
-        d2, face, bary, kernel_closest = ops.closest_triangle(*self._query_args(pts, pl))
+        d2, face, bary, kernel_closest = ops.closest_triangle(*self._query_args(pts, pl), *self._closest_data())
         found = face >= 0
         if torch.is_grad_enabled() and (pts.requires_grad or self.meshes.verts.requires_grad):
             # The kernel found the triangle and the region; torch recomputes the point on it.

@@ -41,6 +41,31 @@ void check_mesh_tree_args(const at::Tensor& points, const at::Tensor& point_leng
   }
 }
 
+void check_frames_args(const at::Tensor& tris, const at::Tensor& face_lengths, int64_t faces) {
+  TORCH_CHECK(tris.dim() == 4 && tris.size(2) == 3 && tris.size(3) == 3 && at::isFloatingType(tris.scalar_type()),
+              "triangle_frames: tris must be (B, S, 3, 3) floating point");
+  TORCH_CHECK(faces >= 0 && faces <= tris.size(1), "triangle_frames: faces must lie in [0, S]");
+  TORCH_CHECK(face_lengths.sizes() == at::IntArrayRef({tris.size(0)}) && face_lengths.scalar_type() == at::kLong &&
+                  face_lengths.device() == tris.device(),
+              "triangle_frames: face_lengths must be (B,) int64 on the device of tris");
+}
+
+void check_closest_args(const at::Tensor& tris, const at::Tensor& frames, const at::Tensor& slot_boxes,
+                        const at::Tensor& quads) {
+  const int64_t B = tris.size(0), S = tris.size(1), P = S / kLeafSize;
+  TORCH_CHECK(frames.dim() == 3 && frames.size(0) == B && frames.size(1) <= S && frames.size(2) == kFrameBytes &&
+                  frames.scalar_type() == at::kByte,
+              "closest_triangle: frames must be (B, F, ", kFrameBytes, ") uint8 from triangle_frames");
+  TORCH_CHECK(slot_boxes.sizes() == at::IntArrayRef({B, S / 4, kBox4}) &&
+                  quads.sizes() == at::IntArrayRef({B, std::max<int64_t>(P / 2, 1), kBox4}),
+              "closest_triangle: slot_boxes must be (B, S / 4, 24) and quads (B, max(S / 16, 1), 24)");
+  for (const at::Tensor* t : {&frames, &slot_boxes, &quads}) {
+    TORCH_CHECK(t->device() == tris.device(), "closest_triangle: all tensors must be on one device");
+  }
+  TORCH_CHECK(slot_boxes.scalar_type() == tris.scalar_type() && quads.scalar_type() == tris.scalar_type(),
+              "closest_triangle: slot_boxes and quads must have the dtype of tris");
+}
+
 namespace {
 
 std::vector<int64_t> host_lengths(const at::Tensor& lengths, int64_t limit, const char* name) {
@@ -57,43 +82,6 @@ TriangleTreeView<scalar_t> tree_view(const at::Tensor& tris, const at::Tensor& f
   return TriangleTreeView<scalar_t>{tris.data_ptr<scalar_t>() + b * S * 9, face.data_ptr<int64_t>() + b * S,
                                     lo.data_ptr<scalar_t>() + b * 2 * leaves * 3,
                                     hi.data_ptr<scalar_t>() + b * 2 * leaves * 3, leaves, n};
-}
-
-// What the wide search (wide_tree.h) reads besides the tree: every slot's frame, every leaf's
-// triangle boxes and every wide node's child boxes, side by side.
-struct WideTreeData {
-  at::Tensor frames, leaf_boxes, quads;
-};
-
-template <typename scalar_t>
-WideTreeData prepare_wide(const at::Tensor& tris, const std::vector<int64_t>& fl, const at::Tensor& lo,
-                          const at::Tensor& hi) {
-  const int64_t B = tris.size(0), S = tris.size(1), P = S / kLeafSize, rows = std::max<int64_t>(P / 2, 1);
-  WideTreeData d{at::empty({B * S, static_cast<int64_t>(sizeof(TriangleFrame))}, tris.options().dtype(at::kByte)),
-                 at::empty({B, P, 2 * kBox4}, tris.options()), at::zeros({B, rows, kBox4}, tris.options())};
-  const scalar_t* corners = tris.data_ptr<scalar_t>();
-  auto* frames = reinterpret_cast<TriangleFrame*>(d.frames.data_ptr<uint8_t>());
-  scalar_t* leaf_boxes = d.leaf_boxes.data_ptr<scalar_t>();
-  at::parallel_for(0, B * S, 4096, [&](int64_t s0, int64_t s1) {
-    for (int64_t s = s0; s < s1; ++s) {
-      scalar_t box[6] = {0, 0, 0, 0, 0, 0};  // padding slots: never searched, frames left unset
-      if (s % S < fl[s / S]) prepare_slot(corners + 9 * s, frames + s, box);
-      put_box4(leaf_boxes, s / 4, static_cast<int>(s % 4), box, box + 3);  // rows of four slots
-    }
-  });
-  const scalar_t* l = lo.data_ptr<scalar_t>();
-  const scalar_t* h = hi.data_ptr<scalar_t>();
-  scalar_t* quads = d.quads.data_ptr<scalar_t>();
-  at::parallel_for(0, B * (P / 2), 4096, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / (P / 2), node = r % (P / 2);  // every row; only the wide nodes' are read
-      for (int k = 0; k < 4; ++k) {
-        const int64_t child = b * 2 * P + 4 * node + k;
-        put_box4(quads, b * rows + node, k, l + 3 * child, h + 3 * child);
-      }
-    }
-  });
-  return d;
 }
 
 // Queries in Morton order of each mesh's bounding box, for cache coherence.
@@ -127,14 +115,38 @@ at::Tensor kd_order_cpu(const at::Tensor& points, const at::Tensor& lengths) {
   return build_point_tree_cpu(points.contiguous(), n).idx;
 }
 
+at::Tensor triangle_frames_cpu(const at::Tensor& tris_in, const at::Tensor& face_lengths, int64_t faces) {
+  check_frames_args(tris_in, face_lengths, faces);
+  const at::Tensor tris = tris_in.contiguous();
+  const int64_t B = tris.size(0), S = tris.size(1);
+  const std::vector<int64_t> fl = host_lengths(face_lengths, faces, "triangle_frames: face_lengths");
+  at::Tensor frames = at::empty({B, faces, kFrameBytes}, tris.options().dtype(at::kByte));
+  AT_DISPATCH_FLOATING_TYPES(tris.scalar_type(), "triangle_frames_cpu", [&] {
+    const scalar_t* corners = tris.data_ptr<scalar_t>();
+    auto* out = reinterpret_cast<TriangleFrame*>(frames.data_ptr<uint8_t>());
+    at::parallel_for(0, B * faces, 4096, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t b = i / faces, s = i % faces;
+        const scalar_t* c = corners + 9 * (b * S + s);
+        out[i] = s < fl[b] ? make_frame(vec3(c), vec3(c + 3), vec3(c + 6)) : TriangleFrame{};
+      }
+    });
+  });
+  return frames;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(
     const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in, const at::Tensor& face,
-    const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& face_lengths) {
+    const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& face_lengths, const at::Tensor& frames_in,
+    const at::Tensor& slot_boxes_in, const at::Tensor& quads_in) {
   check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
+  check_closest_args(tris_in, frames_in, slot_boxes_in, quads_in);
   const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
+  const at::Tensor frames = frames_in.contiguous(), slot_boxes = slot_boxes_in.contiguous(),
+                   quads = quads_in.contiguous();
   const int64_t B = points.size(0), N = points.size(1);
   const std::vector<int64_t> pl = host_lengths(point_lengths, N, "closest_triangle: point_lengths");
-  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "closest_triangle: face_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, frames.size(1), "closest_triangle: face_lengths");
   at::Tensor dist2 = at::zeros({B, N}, points.options());
   at::Tensor out_face = at::full({B, N}, -1, face.options());
   at::Tensor bary = at::zeros({B, N, 3}, points.options());
@@ -142,15 +154,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_triangle_cpu", [&] {
     const std::vector<int64_t> order = query_order<scalar_t>(points, pl, lo, hi);
     const at::Tensor loc = lo.contiguous(), hic = hi.contiguous(), facec = face.contiguous();
-    const WideTreeData data = prepare_wide<scalar_t>(tris, fl, loc, hic);
-    const int64_t S = tris.size(1), P = S / kLeafSize;
-    const int depth = tree_depth(P);
+    const int depth = tree_depth(tris.size(1) / kLeafSize);
     std::vector<WideTreeView<scalar_t>> views;
     for (int64_t b = 0; b < B; ++b) {
       TriangleTreeView<scalar_t> t = tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]);
-      t.frames = reinterpret_cast<const TriangleFrame*>(data.frames.data_ptr<uint8_t>()) + b * S;
-      views.push_back(WideTreeView<scalar_t>{t, data.quads[b].data_ptr<scalar_t>(),
-                                             data.leaf_boxes[b].data_ptr<scalar_t>(), depth});
+      t.frames = reinterpret_cast<const TriangleFrame*>(frames[b].data_ptr<uint8_t>());
+      t.slot_boxes = slot_boxes[b].data_ptr<scalar_t>();
+      views.push_back(WideTreeView<scalar_t>{t, quads[b].data_ptr<scalar_t>(), depth});
     }
     const scalar_t* q = points.data_ptr<scalar_t>();
     scalar_t* d_out = dist2.data_ptr<scalar_t>();
@@ -235,6 +245,7 @@ void check_winding_args(const at::Tensor& lo, const at::Tensor& centre, const at
 
 TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) {
   m.impl("kd_order", &kd_order_cpu);
+  m.impl("triangle_frames", &triangle_frames_cpu);
   m.impl("closest_triangle", &closest_triangle_cpu);
   m.impl("winding_number", &winding_number_cpu);
 }

@@ -28,25 +28,28 @@ __device__ TriangleTreeView<scalar_t> tree_view(const scalar_t* tris, const int6
 }
 
 template <typename scalar_t>
-__global__ void prepare_slots_kernel(const scalar_t* __restrict__ tris, int64_t slots, TriangleFrame* frames,
-                                     scalar_t* boxes) {
-  const int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (s < slots) prepare_slot(tris + 9 * s, frames + s, boxes + 6 * s);
+__global__ void triangle_frames_kernel(const scalar_t* __restrict__ tris, int64_t B, int64_t S, int64_t faces,
+                                       const int64_t* face_lengths, TriangleFrame* frames) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= B * faces) return;
+  const int64_t b = i / faces, s = i % faces;
+  const scalar_t* c = tris + 9 * (b * S + s);
+  frames[i] = s < face_lengths[b] ? make_frame(vec3(c), vec3(c + 3), vec3(c + 6)) : TriangleFrame{};
 }
 
 template <typename scalar_t>
 __global__ void closest_triangle_kernel(const scalar_t* __restrict__ points, int64_t N, const int64_t* order,
                                         int64_t total, const scalar_t* tris, const int64_t* face, const scalar_t* lo,
                                         const scalar_t* hi, const int64_t* face_lengths, int64_t S,
-                                        const TriangleFrame* frames, const scalar_t* boxes, scalar_t* dist2,
-                                        int64_t* out_face, scalar_t* bary, scalar_t* closest) {
+                                        const TriangleFrame* frames, int64_t F, const scalar_t* slot_boxes,
+                                        scalar_t* dist2, int64_t* out_face, scalar_t* bary, scalar_t* closest) {
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= total) return;
   const int64_t flat = order[t], b = flat / N;
   ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
   TriangleTreeView<scalar_t> view = tree_view(tris, face, lo, hi, S, b, face_lengths[b]);
-  view.frames = frames + b * S;
-  view.boxes = boxes + b * S * 6;
+  view.frames = frames + b * F;
+  view.slot_boxes = slot_boxes + b * (S / 4) * kBox4;
   closest_triangle(view, vec3(points + 3 * flat), best);
   if (best.face < 0) return;
   dist2[flat] = static_cast<scalar_t>(best.dist2);
@@ -97,14 +100,33 @@ at::Tensor kd_order_cuda(const at::Tensor& points, const at::Tensor& lengths) {
   return build_point_tree_aten(points.contiguous(), lengths.clamp(0, points.size(1))).idx;
 }
 
+at::Tensor triangle_frames_cuda(const at::Tensor& tris_in, const at::Tensor& face_lengths, int64_t faces) {
+  check_frames_args(tris_in, face_lengths, faces);
+  const c10::cuda::CUDAGuard guard(tris_in.device());
+  const at::Tensor tris = tris_in.contiguous(), fl = face_lengths.clamp(0, faces).contiguous();
+  const int64_t B = tris.size(0), S = tris.size(1);
+  at::Tensor frames = at::empty({B, faces, kFrameBytes}, tris.options().dtype(at::kByte));
+  if (B * faces == 0) return frames;
+  AT_DISPATCH_FLOATING_TYPES(tris.scalar_type(), "triangle_frames_cuda", [&] {
+    triangle_frames_kernel<scalar_t><<<blocks_for(B * faces), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+        tris.data_ptr<scalar_t>(), B, S, faces, fl.data_ptr<int64_t>(),
+        reinterpret_cast<TriangleFrame*>(frames.data_ptr<uint8_t>()));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return frames;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda(
     const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in, const at::Tensor& face,
-    const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& face_lengths) {
+    const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& face_lengths, const at::Tensor& frames_in,
+    const at::Tensor& slot_boxes_in, const at::Tensor& quads) {
   check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
+  check_closest_args(tris_in, frames_in, slot_boxes_in, quads);  // quads: only the CPU search reads them
   const c10::cuda::CUDAGuard guard(points_in.device());
   const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
-  const int64_t B = points.size(0), N = points.size(1), S = tris.size(1);
-  const at::Tensor pl = point_lengths.clamp(0, N), fl = face_lengths.clamp(0, S).contiguous();
+  const at::Tensor frames = frames_in.contiguous(), slot_boxes = slot_boxes_in.contiguous();
+  const int64_t B = points.size(0), N = points.size(1), S = tris.size(1), F = frames.size(1);
+  const at::Tensor pl = point_lengths.clamp(0, N), fl = face_lengths.clamp(0, F).contiguous();
   at::Tensor dist2 = at::zeros({B, N}, points.options());
   at::Tensor out_face = at::full({B, N}, -1, face.options());
   at::Tensor bary = at::zeros({B, N, 3}, points.options());
@@ -114,19 +136,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda
   if (total == 0) return {dist2, out_face, bary, closest};
   const at::Tensor facec = face.contiguous(), loc = lo.contiguous(), hic = hi.contiguous();
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_triangle_cuda", [&] {
-    const int64_t slots = B * S;
-    at::Tensor frames = at::empty({slots, static_cast<int64_t>(sizeof(TriangleFrame))}, tris.options().dtype(at::kByte));
-    at::Tensor boxes = at::empty({slots, 6}, tris.options());
     auto stream = c10::cuda::getCurrentCUDAStream();
-    auto* frame_ptr = reinterpret_cast<TriangleFrame*>(frames.data_ptr<uint8_t>());
-    prepare_slots_kernel<scalar_t><<<blocks_for(slots), kThreads, 0, stream>>>(tris.data_ptr<scalar_t>(), slots,
-                                                                              frame_ptr, boxes.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
     closest_triangle_kernel<scalar_t><<<blocks_for(total), kThreads, 0, stream>>>(
         points.data_ptr<scalar_t>(), N, order.data_ptr<int64_t>(), total, tris.data_ptr<scalar_t>(),
         facec.data_ptr<int64_t>(), loc.data_ptr<scalar_t>(), hic.data_ptr<scalar_t>(), fl.data_ptr<int64_t>(), S,
-        frame_ptr, boxes.data_ptr<scalar_t>(), dist2.data_ptr<scalar_t>(), out_face.data_ptr<int64_t>(),
-        bary.data_ptr<scalar_t>(), closest.data_ptr<scalar_t>());
+        reinterpret_cast<const TriangleFrame*>(frames.data_ptr<uint8_t>()), F, slot_boxes.data_ptr<scalar_t>(),
+        dist2.data_ptr<scalar_t>(), out_face.data_ptr<int64_t>(), bary.data_ptr<scalar_t>(),
+        closest.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {dist2, out_face, bary, closest};
@@ -162,6 +178,7 @@ at::Tensor winding_number_cuda(const at::Tensor& points_in, const at::Tensor& po
 
 TORCH_LIBRARY_IMPL(pointmetrics, CUDA, m) {
   m.impl("kd_order", &kd_order_cuda);
+  m.impl("triangle_frames", &triangle_frames_cuda);
   m.impl("closest_triangle", &closest_triangle_cuda);
   m.impl("winding_number", &winding_number_cuda);
 }

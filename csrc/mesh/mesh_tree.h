@@ -21,6 +21,10 @@
 
 namespace pm {
 
+// Boxes stored four side by side: the x-minima of four boxes, then the y- and z-minima, then the
+// maxima, so that a CPU vector step reads four at once (wide_tree.h).
+constexpr int kBox4 = 24;
+
 template <typename scalar_t>
 struct TriangleTreeView {
   const scalar_t* tris;  // (S, 3, 3) triangle corners in tree order
@@ -29,18 +33,18 @@ struct TriangleTreeView {
   const scalar_t* hi;    // (2P, 3) node box maxima (-inf for empty nodes)
   int64_t leaves;        // P, a power of two
   int64_t n;             // valid triangles
-  const TriangleFrame* frames = nullptr;  // (S,) prepared triangles (prepare_slot), for closest_triangle
-  const scalar_t* boxes = nullptr;        // (S, 6) triangle boxes (lo, hi), for closest_triangle
+  // For closest_triangle (MeshBVH prepares them once): every slot's TriangleFrame, and every
+  // slot's triangle box, side by side in groups of four slots ((S / 4, kBox4), +-inf for padding).
+  const TriangleFrame* frames = nullptr;
+  const scalar_t* slot_boxes = nullptr;
 };
 
-// Prepares slot s of a tree for closest-point queries (frames and boxes above).
+// Squared distance from q to slot s's triangle box (a lower bound on the triangle's distance).
 template <typename scalar_t>
-PM_HD void prepare_slot(const scalar_t* corners, TriangleFrame* frame, scalar_t* box) {
-  *frame = make_frame(vec3(corners), vec3(corners + 3), vec3(corners + 6));
-  for (int a = 0; a < 3; ++a) {
-    box[a] = min_val(min_val(corners[a], corners[3 + a]), corners[6 + a]);
-    box[3 + a] = max_val(max_val(corners[a], corners[3 + a]), corners[6 + a]);
-  }
+PM_HD scalar_t slot_lower_bound(const TriangleTreeView<scalar_t>& t, int64_t s, const scalar_t* q) {
+  const scalar_t* row = t.slot_boxes + kBox4 * (s / 4) + s % 4;
+  const scalar_t lo[3] = {row[0], row[4], row[8]}, hi[3] = {row[12], row[16], row[20]};
+  return box_lower_bound<scalar_t, 2>(lo, hi, q);
 }
 
 // Far-field data of every node for the winding number, in double.
@@ -95,8 +99,7 @@ PM_HD void scan_triangles(const TriangleTreeView<scalar_t>& t, int64_t leaf, Vec
   for (int64_t s = begin; s < end; ++s) {
     // The triangle's own box first: most triangles of a leaf are farther than the best so far,
     // and the box test costs a fraction of the exact closest-point computation.
-    const scalar_t* box = t.boxes + 6 * s;
-    if (cannot_beat(static_cast<double>(box_lower_bound<scalar_t, 2>(box, box + 3, q)), best.threshold())) continue;
+    if (cannot_beat(static_cast<double>(slot_lower_bound(t, s, q)), best.threshold())) continue;
     best.consider(closest_on_frame(p, t.frames[s]), t.face[s], s);
   }
 }

@@ -115,6 +115,8 @@ struct TriangleFrame {
   int32_t order[3];     // canonical corner k is the face's corner order[k]
   int32_t pad_;
 };
+constexpr int64_t kFrameBytes = 120;  // pointmetrics/bvh.py FRAME_BYTES: frames travel as uint8 tensors
+static_assert(sizeof(TriangleFrame) == kFrameBytes, "TriangleFrame must keep its size");
 
 PM_HD bool coordinates_less(Vec3 u, Vec3 v) {
   if (u.x != v.x) return u.x < v.x;

@@ -2,9 +2,9 @@
 //
 // The binary tree is read as a 4-ary one. Its "wide" nodes are the leaves and the binary nodes
 // two, four, ... levels above them; the children of wide node i are its four grandchildren
-// 4i..4i+3. Their boxes are stored side by side (the x-minima of all four, then the y-minima, ...,
-// then the z-maxima), so one SIMD step gives all four lower bounds; each leaf's eight triangle
-// boxes are stored the same way, as two groups of four. Compared with the binary search this
+// 4i..4i+3. Their boxes are stored side by side (kBox4 in mesh_tree.h), so one SIMD step gives
+// all four lower bounds; each leaf's eight triangle boxes are stored the same way, as two groups
+// of four. Compared with the binary search this
 // halves the levels of the warm-start climb and turns most per-box branches into vector
 // arithmetic: about 1.8x faster on scan points near the surface (scripts/bench_mesh.py).
 //
@@ -33,8 +33,6 @@ struct Lanes4<double> {
   typedef double type __attribute__((vector_size(32)));
 };
 
-constexpr int kBox4 = 24;  // scalars in four side-by-side boxes
-
 // Squared distances from q to four boxes stored side by side (lo x[4], y[4], z[4], hi x[4], ...);
 // an empty box (+inf minima, -inf maxima) gives +inf. Same terms as box_lower_bound.
 template <typename scalar_t>
@@ -56,20 +54,10 @@ inline void box4_lower_bound(const scalar_t* boxes, const scalar_t* q, scalar_t*
 
 template <typename scalar_t>
 struct WideTreeView {
-  TriangleTreeView<scalar_t> tree;  // with frames; its boxes are not read
+  TriangleTreeView<scalar_t> tree;  // with frames and slot_boxes
   const scalar_t* quads;            // (P / 2, kBox4): row i holds the boxes of nodes 4i..4i+3
-  const scalar_t* leaf_boxes;       // (P, 2 * kBox4): each leaf's triangle boxes, two groups of four
   int depth;                        // log2(P)
 };
-
-// Fills row `row` of a side-by-side box array: lane `lane` gets the box (lo, hi).
-template <typename scalar_t>
-inline void put_box4(scalar_t* rows, int64_t row, int lane, const scalar_t* lo, const scalar_t* hi) {
-  for (int a = 0; a < 3; ++a) {
-    rows[kBox4 * row + 4 * a + lane] = lo[a];
-    rows[kBox4 * row + 4 * (3 + a) + lane] = hi[a];
-  }
-}
 
 // Scans a leaf's triangles, each unless its box is too far. nearest_first (for the warm start's
 // leaf, scanned before anything is known): the triangle with the nearest box goes first, so that
@@ -82,8 +70,8 @@ inline void wide_scan_leaf(const WideTreeView<scalar_t>& w, int64_t leaf, Vec3 p
   const int64_t count = begin + kLeafSize < t.n ? kLeafSize : t.n - begin;
   scalar_t lb[kLeafSize];
   static_assert(kLeafSize == 8, "a leaf is two groups of four boxes");
-  box4_lower_bound(w.leaf_boxes + 2 * kBox4 * leaf, q, lb);
-  box4_lower_bound(w.leaf_boxes + 2 * kBox4 * leaf + kBox4, q, lb + 4);
+  box4_lower_bound(t.slot_boxes + 2 * kBox4 * leaf, q, lb);
+  box4_lower_bound(t.slot_boxes + 2 * kBox4 * leaf + kBox4, q, lb + 4);
   int first = -1;
   if (nearest_first && count > 0) {
     first = 0;
