@@ -184,13 +184,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(
         const int64_t start_leaf = b == prev_b && prev_slot >= 0 ? prev_slot / kLeafSize : -1;
         wide_closest_triangle(views[b], vec3(q + 3 * flat), best, start_leaf);
         if (best.face < 0) continue;
-        d_out[flat] = static_cast<scalar_t>(best.dist2);
-        f_out[flat] = best.face;
-        for (int k = 0; k < 3; ++k) w_out[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
-        const Vec3 c = closest_point(views[b].tree, best);
-        c_out[3 * flat] = static_cast<scalar_t>(c.x);
-        c_out[3 * flat + 1] = static_cast<scalar_t>(c.y);
-        c_out[3 * flat + 2] = static_cast<scalar_t>(c.z);
+        write_closest(views[b].tree, best, flat, d_out, f_out, w_out, c_out);
         prev_b = b;
         prev_slot = best.slot;
       }

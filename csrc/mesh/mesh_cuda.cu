@@ -52,13 +52,7 @@ __global__ void closest_triangle_kernel(const scalar_t* __restrict__ points, int
   view.slot_boxes = slot_boxes + b * (S / 4) * kBox4;
   closest_triangle(view, vec3(points + 3 * flat), best);
   if (best.face < 0) return;
-  dist2[flat] = static_cast<scalar_t>(best.dist2);
-  out_face[flat] = best.face;
-  for (int k = 0; k < 3; ++k) bary[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
-  const Vec3 c = closest_point(view, best);
-  closest[3 * flat] = static_cast<scalar_t>(c.x);
-  closest[3 * flat + 1] = static_cast<scalar_t>(c.y);
-  closest[3 * flat + 2] = static_cast<scalar_t>(c.z);
+  write_closest(view, best, flat, dist2, out_face, bary, closest);
 }
 
 template <typename scalar_t>

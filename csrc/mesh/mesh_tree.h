@@ -77,11 +77,19 @@ struct ClosestTriangle {
   }
 };
 
-// The closest point best found, from its slot's corners and weights (in double, as on every device).
+// Writes query `flat`'s answer, as every device does: squared distance, face, barycentric weights
+// and the closest point (from the slot's corners and the weights, in double).
 template <typename scalar_t>
-PM_HD Vec3 closest_point(const TriangleTreeView<scalar_t>& t, const ClosestTriangle& best) {
+PM_HD void write_closest(const TriangleTreeView<scalar_t>& t, const ClosestTriangle& best, int64_t flat,
+                         scalar_t* dist2, int64_t* face, scalar_t* bary, scalar_t* closest) {
+  dist2[flat] = static_cast<scalar_t>(best.dist2);
+  face[flat] = best.face;
+  for (int k = 0; k < 3; ++k) bary[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
   const scalar_t* c = t.tris + 9 * best.slot;
-  return vec3(c) * best.w[0] + vec3(c + 3) * best.w[1] + vec3(c + 6) * best.w[2];
+  const Vec3 point = vec3(c) * best.w[0] + vec3(c + 3) * best.w[1] + vec3(c + 6) * best.w[2];
+  closest[3 * flat] = static_cast<scalar_t>(point.x);
+  closest[3 * flat + 1] = static_cast<scalar_t>(point.y);
+  closest[3 * flat + 2] = static_cast<scalar_t>(point.z);
 }
 
 // Lower bound on the squared distance from q to a node, from its box in the input precision;

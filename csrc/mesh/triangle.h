@@ -115,7 +115,7 @@ struct TriangleFrame {
   int32_t order[3];     // canonical corner k is the face's corner order[k]
   int32_t pad_;
 };
-constexpr int64_t kFrameBytes = 120;  // pointmetrics/bvh.py FRAME_BYTES: frames travel as uint8 tensors
+constexpr int64_t kFrameBytes = 120;  // the triangle_frames fake in pointmetrics/_ops.py: frames travel as uint8
 static_assert(sizeof(TriangleFrame) == kFrameBytes, "TriangleFrame must keep its size");
 
 PM_HD bool coordinates_less(Vec3 u, Vec3 v) {
