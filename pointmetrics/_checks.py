@@ -17,23 +17,34 @@ PointsLike = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
 class ValueChecks:
-    """Collects boolean tensors that must be False; `run()` reads them all at once."""
+    """Collects boolean tensors that must be False, and the coordinate magnitudes that decide the
+    working precision; `run()` reads them all back in one synchronisation."""
 
     def __init__(self) -> None:
         self._flags: list[torch.Tensor] = []
         self._messages: list[str] = []
+        self._magnitude_names: list[str] = []
+        self._magnitudes: list[torch.Tensor] = []
+        self.magnitude: dict[str, float] = {}
 
     def add(self, failed: torch.Tensor, message: str) -> None:
         self._flags.append(failed.reshape(()))
         self._messages.append(message)
 
+    def add_magnitude(self, name: str, value: torch.Tensor) -> None:
+        """Queues max |coordinate| of argument ``name``; read back by `run()` into ``magnitude``."""
+        self._magnitude_names.append(name)
+        self._magnitudes.append(value.reshape(()).to(torch.float64))
+
     def run(self) -> None:
-        if not self._flags:
+        if not self._flags and not self._magnitudes:
             return
-        failed = torch.stack([f.to("cpu", non_blocking=False) for f in self._flags]).tolist()
-        for bad, message in zip(failed, self._messages):
+        values = [f.to(torch.float64) for f in self._flags] + self._magnitudes
+        read = torch.stack(values).cpu().tolist()
+        for bad, message in zip(read, self._messages):
             if bad:
                 raise ValueError(message)
+        self.magnitude.update(zip(self._magnitude_names, read[len(self._flags):]))
 
 
 def _pad_list(points: Sequence[torch.Tensor], name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,20 +114,67 @@ def as_padded(
     if finite and points.numel() > 0:
         if full:
             bad = ~torch.isfinite(points).all()
+            magnitude = points.detach().abs().amax()
         else:  # padding past the lengths may hold anything
             valid = torch.arange(N, device=points.device)[None, :] < lengths[:, None]
             bad = (~torch.isfinite(points).all(-1) & valid).any()
+            magnitude = torch.where(valid.unsqueeze(-1), points.detach().abs(), 0).amax()
         checks.add(bad, f"{name} contains NaN or Inf coordinates")
+        checks.add_magnitude(name, magnitude)
     return points, lengths, unbatched
 
 
-def check_pair(x: torch.Tensor, y: torch.Tensor, xname: str = "x", yname: str = "y") -> None:
+def check_pair(
+    x: torch.Tensor, y: torch.Tensor, xname: str = "x", yname: str = "y"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checks that two padded clouds can be compared and returns them in one floating dtype.
+
+    Mixed dtypes are promoted as torch promotes them (float32 with float64 gives float64, float16
+    with bfloat16 gives float32), so ``f(x.double(), y.float())`` equals ``f(x.double(), y.double())``
+    and gradients reach both inputs in their own dtypes.
+    """
     if x.device != y.device:
         raise ValueError(f"{xname} is on {x.device} but {yname} is on {y.device}")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{xname} and {yname} have different batch sizes ({x.shape[0]} and {y.shape[0]})")
     if x.shape[2] != y.shape[2]:
         raise ValueError(f"{xname} and {yname} have points of different dimension ({x.shape[2]} and {y.shape[2]})")
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    return x.to(dtype), y.to(dtype)
+
+
+# Squared distances of float32 coordinates overflow beyond about 1.8e19 and lose precision
+# (subnormal numbers) below about 1e-19; float16/bfloat16 inputs are measured in float32 too. Clouds
+# outside [SMALLEST_FLOAT32, LARGEST_FLOAT32] in magnitude are measured in float64 instead.
+LARGEST_FLOAT32 = 2.0**60  # squares stay below 2^120 + sums: far from float32's 2^128
+SMALLEST_FLOAT32 = 2.0**-40  # differences of such coordinates square to normal float32 numbers
+# float64 squares overflow beyond about 1.3e154: coordinates above 2^500 (3e150) are refused.
+LARGEST_FLOAT64 = 2.0**500
+
+
+def working_precision(
+    clouds: Sequence[torch.Tensor], names: Sequence[str], checks: ValueChecks
+) -> list[torch.Tensor]:
+    """The clouds in the dtype their distances are measured in, after ``checks.run()``.
+
+    float16/bfloat16/float32 clouds are measured in float32 unless their largest coordinate lies
+    outside [2^-40, 2^60] (a cloud of zeros is fine), where float32 squared distances would
+    overflow or go subnormal: they are then measured in float64 and results come back in float64.
+    float64 clouds with coordinates beyond 2^500 (about 3e150) raise a ValueError naming the
+    argument, since their squared distances would overflow even float64.
+    """
+    magnitudes = [checks.magnitude.get(name, 0.0) for name in names]
+    for name, cloud, m in zip(names, clouds, magnitudes):
+        if cloud.dtype == torch.float64 and m > LARGEST_FLOAT64:
+            raise ValueError(
+                f"{name} has coordinates up to {m:.3g}; squared distances overflow float64 beyond 2^500 "
+                "(about 3e150): rescale the points"
+            )
+    largest = max(magnitudes, default=0.0)
+    extreme = largest > LARGEST_FLOAT32 or 0.0 < largest < SMALLEST_FLOAT32
+    if extreme and any(c.dtype != torch.float64 for c in clouds):
+        return [c.to(torch.float64) for c in clouds]
+    return list(clouds)
 
 
 def check_float_tensor(value, name: str) -> torch.Tensor:

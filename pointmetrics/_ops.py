@@ -3,16 +3,81 @@ and meta tensors) and its autograd formula."""
 
 from __future__ import annotations
 
+import os
+import re
+import warnings
+
 import torch
 
-try:
-    from . import _C  # noqa: F401  (importing registers torch.ops.pointmetrics.*)
-except ImportError as error:  # pragma: no cover - depends on how the package was installed
-    raise ImportError(
-        "pointmetrics: the compiled extension pointmetrics._C is missing. If you are running from the "
-        "source tree, build it in place with `pip install --no-build-isolation -e .` (or run from another "
-        f"directory after `pip install --no-build-isolation .`). Original error: {error}"
-    ) from error
+REBUILD = (
+    "Rebuild it against this torch: `pip install --no-build-isolation -e .` in the source tree "
+    "(`pip install --no-build-isolation --force-reinstall --no-deps .` for a non-editable install)."
+)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(major, minor, patch) of a torch version string such as '2.13.0+cu128' or '2.14.0.dev20260101'."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def _build_mismatch(info: dict, running: str, running_cuda: str | None) -> tuple[str, str] | None:
+    """Compares the torch pointmetrics._C was compiled against (``info``, from _build_info.py) with
+    the running one. Returns None when they match, ("warn", message) when only the patch release or
+    the CUDA minor version differs, ("error", message) when the compiled library cannot work."""
+    built, built_cuda = info.get("TORCH_VERSION"), info.get("TORCH_CUDA")
+    if not built:
+        return None
+    names = f"pointmetrics._C was built with torch {built}, but torch {running} is running"
+    if _release(built)[:2] != _release(running)[:2]:
+        return "error", f"{names}. {REBUILD}"
+    if info.get("WITH_CUDA") and running_cuda is None:
+        return "error", f"{names}: its CUDA kernels need a CUDA build of torch. {REBUILD}"
+    abi = info.get("CXX11_ABI")
+    running_abi = getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", abi)
+    if abi is not None and abi != running_abi:
+        return "error", f"{names}, with a different C++ ABI (_GLIBCXX_USE_CXX11_ABI {abi} vs {running_abi}). {REBUILD}"
+    if built_cuda and running_cuda and built_cuda.split(".")[0] != running_cuda.split(".")[0]:
+        return "error", f"{names} (CUDA {built_cuda} vs {running_cuda}). {REBUILD}"
+    if built != running or (built_cuda and running_cuda and built_cuda != running_cuda):
+        cuda = f" (CUDA {built_cuda} vs {running_cuda})" if built_cuda != running_cuda else ""
+        if not info.get("WITH_CUDA") and running_cuda:
+            cuda += ", and has no CUDA kernels"
+        return "warn", f"{names}{cuda}; it may still work. {REBUILD}"
+    return None
+
+
+def _load_extension() -> None:
+    try:
+        from . import _build_info
+
+        info = {k: getattr(_build_info, k) for k in dir(_build_info) if k.isupper()}
+    except ImportError:  # built before _build_info.py existed, or not built at all
+        info = {}
+    check = os.environ.get("POINTMETRICS_SKIP_VERSION_CHECK", "0") != "1"
+    mismatch = _build_mismatch(info, torch.__version__, torch.version.cuda) if check else None
+    if mismatch and mismatch[0] == "error":  # before loading: a mismatched library may not even fail cleanly
+        raise ImportError(f"pointmetrics: {mismatch[1]} (POINTMETRICS_SKIP_VERSION_CHECK=1 skips this check)")
+    if mismatch:
+        warnings.warn(f"pointmetrics: {mismatch[1]}", RuntimeWarning, stacklevel=3)
+    try:
+        from . import _C  # noqa: F401  (importing registers torch.ops.pointmetrics.*)
+    except (ImportError, OSError) as error:  # pragma: no cover - depends on how the package was installed
+        text = str(error)
+        if "undefined symbol" in text or "symbol not found" in text or "cannot open shared object" in text:
+            built = (f"it was built with torch {info['TORCH_VERSION']} (CUDA {info.get('TORCH_CUDA')})"
+                     if info.get("TORCH_VERSION") else "probably built with another torch")
+            raise ImportError(
+                f"pointmetrics: the compiled extension pointmetrics._C does not fit the running torch "
+                f"{torch.__version__} (CUDA {torch.version.cuda}); {built}. {REBUILD} Original error: {text}"
+            ) from error
+        raise ImportError(
+            "pointmetrics: the compiled extension pointmetrics._C is missing. If you are running from the "
+            "source tree, build it in place with `pip install --no-build-isolation -e .` (or run from another "
+            f"directory after `pip install --no-build-isolation .`). Original error: {text}"
+        ) from error
+
+
+_load_extension()
 
 ops = torch.ops.pointmetrics
 

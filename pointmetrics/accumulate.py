@@ -33,12 +33,18 @@ class PointCloudMetrics:
         self.reset()
 
     def reset(self) -> None:
+        """Forgets every cloud seen so far (on this rank); returns None."""
         self._sums = torch.zeros(len(self.names), dtype=torch.float64)
         self._count = torch.zeros((), dtype=torch.float64)
         self._skipped = torch.zeros((), dtype=torch.float64)
 
     @torch.no_grad()
     def update(self, pred, gt, pred_lengths=None, gt_lengths=None) -> None:
+        """Adds the metrics of each (pred, gt) cloud pair to the running sums; returns None.
+
+        ``pred`` and ``gt`` take any input of :func:`correspondences`: (B, N, 3) batches with optional
+        lengths, lists of (N_i, 3) clouds, or single (N, 3) clouds. A pair with an empty side is
+        counted in ``skipped`` instead of the means."""
         c = correspondences(pred, gt, pred_lengths, gt_lengths)
         with warnings.catch_warnings():  # empty clouds are counted in `skipped` instead
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -54,6 +60,10 @@ class PointCloudMetrics:
         self._skipped += (~valid).sum()
 
     def compute(self) -> dict:
+        """The means over every cloud pair seen since the last reset, by every rank when a process
+        group is initialised (an all-reduce, so every rank must call it): a dict with one float per
+        metric name ("CD-L1", "CD-L2", "Hausdorff", "F-score@tau"; NaN if no pair was counted),
+        "clouds" (pairs averaged) and "skipped" (pairs with an empty side)."""
         state = torch.cat([self._sums, self._count[None], self._skipped[None]])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(state, op=torch.distributed.ReduceOp.SUM)

@@ -68,22 +68,29 @@ def _read_records(paths: list[str]) -> list[dict]:
     return records
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call initialised the process group and must destroy it)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1
+        return 0, 1, False
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size(), True
 
 
 def score_pair(row: dict, options: dict) -> dict:
     """One manifest row scored; errors become a record with an ``error`` field."""
     try:
         scored = score(row["pred"], row["gt"], **options)
-        return {"id": row["id"], "pred": row["pred"], "gt": row["gt"], "metrics": scored.metrics()}
+        record = {"id": row["id"], "pred": row["pred"], "gt": row["gt"], "metrics": scored.metrics()}
+        if scored.noise_floor:
+            record["noise_floor"] = scored.noise_floor
+        if scored.notes:
+            record["notes"] = scored.notes
+        return record
     except Exception as error:  # noqa: BLE001 - one bad pair is reported and skipped, never fatal
         return {"id": row["id"], "pred": row["pred"], "gt": row["gt"], "error": f"{type(error).__name__}: {error}"}
 
@@ -92,10 +99,25 @@ def run_batch(manifest: str, results: str, options: dict, progress: bool = True,
               stop_after: int | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
     """Scores the manifest's pending pairs; returns every record (old and new) in manifest order on
     rank 0 and this rank's new records elsewhere. ``stop_after`` ends this process after that many
-    new pairs (for testing an interruption)."""
+    new pairs (for testing an interruption). A process group this call initialises (under
+    torchrun) is destroyed before it returns, so no gloo thread outlives it."""
     log = log or (lambda text: print(text, file=sys.stderr))
+    from .report import check_output_file
+
+    check_output_file(results)
     rows = read_manifest(manifest)
-    rank, world = _distributed()
+    rank, world, initialised = _distributed()
+    try:
+        return _run(rows, results, options, progress, stop_after, log, rank, world)
+    finally:
+        if initialised:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(rows: list[dict], results: str, options: dict, progress: bool, stop_after: int | None,
+         log: Callable[[str], None], rank: int, world: int) -> list[dict]:
     done = {r["id"] for r in _read_records([results] + sorted(glob.glob(glob.escape(results) + ".rank*")))
             if "metrics" in r}
     pending = [r for r in rows if r["id"] not in done]
@@ -103,29 +125,7 @@ def run_batch(manifest: str, results: str, options: dict, progress: bool = True,
     own_file = results if world == 1 else f"{results}.rank{rank}"
     if rank == 0 and done:
         log(f"pointmetrics batch: {len(done)} of {len(rows)} pairs already scored; resuming")
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(mine), file=sys.stderr, desc=f"rank {rank}" if world > 1 else "pairs")
-        except ImportError:
-            bar = None
-    new = []
-    with open(own_file, "a") as out:
-        for count, row in enumerate(mine):
-            if stop_after is not None and count >= stop_after:
-                break
-            record = score_pair(row, options)
-            if "error" in record:
-                log(f"pointmetrics batch: skipped {row['id']}: {record['error']}")
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-            new.append(record)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+    new = _score_pairs(mine, own_file, options, progress, stop_after, log, f"rank {rank}" if world > 1 else "pairs")
     if world > 1:
         import torch.distributed as dist
 
@@ -148,14 +148,52 @@ def run_batch(manifest: str, results: str, options: dict, progress: bool = True,
     return [latest[r["id"]] for r in rows if r["id"] in latest]
 
 
+def _score_pairs(mine: list[dict], own_file: str, options: dict, progress: bool, stop_after: int | None,
+                 log: Callable[[str], None], description: str) -> list[dict]:
+    """Scores this process's pairs, appending each record to ``own_file`` as soon as it exists."""
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(mine), file=sys.stderr, desc=description)
+        except ImportError:
+            bar = None
+    new = []
+    try:
+        with open(own_file, "a") as out:
+            for count, row in enumerate(mine):
+                if stop_after is not None and count >= stop_after:
+                    break
+                record = score_pair(row, options)
+                if "error" in record:
+                    log(f"pointmetrics batch: skipped {row['id']}: {record['error']}")
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+                new.append(record)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return new
+
+
 def summary(records: list[dict]) -> tuple[dict, int, int]:
-    """Mean of every metric over the pairs that scored; (means, scored pairs, failed pairs)."""
+    """({metric: (mean, pairs)}, scored pairs, failed pairs). Each metric's mean runs over the pairs
+    that have it (P2S needs a mesh prediction, IoU two watertight meshes, ...), and its count says
+    how many those are, so that no metric is silently dropped or averaged over a different set."""
     scored = [r["metrics"] for r in records if "metrics" in r]
-    names = [n for n in (scored[0] if scored else {}) if all(n in m for m in scored)]
-    means = {n: math.fsum(m[n] for m in scored) / len(scored) for n in names}
-    return means, len(scored), len(records) - len(scored)
+    names = list(dict.fromkeys(n for m in scored for n in m))  # every metric, in first-seen order
+    stats = {}
+    for name in names:
+        values = [m[name] for m in scored if name in m]
+        stats[name] = (math.fsum(values) / len(values), len(values))
+    return stats, len(scored), len(records) - len(scored)
 
 
 def is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
-        torch.distributed.get_rank() == 0
+    """Rank 0 of a process group, or of torchrun's RANK once the group is gone; True for one process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0

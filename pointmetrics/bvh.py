@@ -36,28 +36,57 @@ class MeshProjection(NamedTuple):
     bary: torch.Tensor
 
 
+def _plane_frame(a, b, c):
+    """Origin o, unit vectors u, v spanning the plane of triangles (a, b, c) (..., 3), well
+    conditioned however thin the triangle: o and o + |ab'| u span its longest edge and v is the
+    height of the third corner over it, orthogonalised twice (as in csrc/mesh/triangle.h). The
+    normal cross(b - a, c - a) of a sliver is off by about eps * length / height, which tilts a
+    projection onto its plane by that much at the far end (issue 13). v is 0 for a collinear
+    triangle, u too for a point. Differentiable."""
+    corners = torch.stack([a, b, c], dim=-2)
+    edges = corners.roll(-1, dims=-2) - corners  # edge k runs from corner k to corner k + 1
+    k = (edges * edges).sum(-1).argmax(-1, keepdim=True)  # the longest edge, ties to the first
+    idx = (k + torch.arange(3, device=k.device)) % 3
+    o, e, f = corners.gather(-2, idx[..., None].expand(*idx.shape, 3)).unbind(-2)
+    e, f = e - o, f - o
+
+    def unit(x):
+        n2 = (x * x).sum(-1, keepdim=True)
+        return x / torch.where(n2 > 0, n2, torch.ones_like(n2)).sqrt()
+
+    u = unit(e)
+    h = f - u * (f * u).sum(-1, keepdim=True)
+    h = h - u * (h * u).sum(-1, keepdim=True)  # once leaves eps * |f| along u: large against a small height
+    return o, u, unit(h)
+
+
 def _region_point(p, a, b, c, w):
-    """Closest point on triangle (a, b, c) to p, as a differentiable function of all four, in the
-    region (face, edge or vertex) that the kernel's barycentric weights w identify."""
+    """Closest point q on triangle (a, b, c) to p, and the offset p - q, as differentiable functions
+    of all four, in the region (face, edge or vertex) that the kernel's barycentric weights w
+    identify. The offset is taken from a corner of the region's feature, not as p - q, so that it
+    keeps its precision where q's coordinates are large against the distance."""
     zero = torch.zeros((), dtype=p.dtype, device=p.device)
 
     def on_segment(u, v):
         e = v - u
         len2 = (e * e).sum(-1, keepdim=True)
         t = ((p - u) * e).sum(-1, keepdim=True) / torch.where(len2 > 0, len2, torch.ones_like(len2))
-        return u + t.clamp(0, 1) * e
+        t = t.clamp(0, 1)
+        return u + t * e, (p - u) - t * e
 
-    n = torch.linalg.cross(b - a, c - a, dim=-1)
-    n2 = (n * n).sum(-1, keepdim=True)
-    on_face = p - n * ((p - a) * n).sum(-1, keepdim=True) / torch.where(n2 > 0, n2, torch.ones_like(n2))
+    o, u, v = _plane_frame(a, b, c)
+    op = p - o
+    in_plane = u * (op * u).sum(-1, keepdim=True) + v * (op * v).sum(-1, keepdim=True)
+    on_face, face_offset = o + in_plane, op - in_plane
     corners = torch.stack([a, b, c], dim=-2)
     vertex = corners.gather(-2, w.argmax(-1, keepdim=True).unsqueeze(-1).expand(*w.shape[:-1], 1, 3)).squeeze(-2)
     nonzero = (w != 0).sum(-1, keepdim=True)
-    edge = torch.where(
-        w[..., 2:3] == 0, on_segment(a, b), torch.where(w[..., 0:1] == 0, on_segment(b, c), on_segment(c, a))
-    )
+    (ab, ab_off), (bc, bc_off), (ca, ca_off) = on_segment(a, b), on_segment(b, c), on_segment(c, a)
+    edge = torch.where(w[..., 2:3] == 0, ab, torch.where(w[..., 0:1] == 0, bc, ca))
+    edge_offset = torch.where(w[..., 2:3] == 0, ab_off, torch.where(w[..., 0:1] == 0, bc_off, ca_off))
     point = torch.where(nonzero == 3, on_face, torch.where(nonzero == 2, edge, vertex))
-    return torch.where(nonzero > 0, point, zero)
+    offset = torch.where(nonzero == 3, face_offset, torch.where(nonzero == 2, edge_offset, p - vertex))
+    return torch.where(nonzero > 0, point, zero), torch.where(nonzero > 0, offset, zero)
 
 
 def _side_by_side(lo, hi):
@@ -227,7 +256,8 @@ class MeshBVH:
             warnings.warn(f"{what}: a mesh has no faces; its results are NaN", RuntimeWarning, stacklevel=3)
 
     def closest_points(self, points, lengths=None) -> MeshProjection:
-        """Closest point of each mesh to each query point (exact, float64 search).
+        """Closest point of each mesh to each query point (exact, float64 search): distances within
+        16 ulps of the largest coordinate magnitude of the exact ones, slivers included (README).
 
         ``points``: (N, 3), (B, N, 3) with optional ``lengths``, or a list; batch b is queried
         against mesh b. Empty meshes give NaN distances (warning) and face -1.
@@ -243,9 +273,9 @@ class MeshBVH:
             else:
                 corners = self.meshes.corners(torch.where(found, face, 0)).double()  # (B, N, 3, 3)
             p = pts.double()
-            q = _region_point(p, corners[..., 0, :], corners[..., 1, :], corners[..., 2, :], bary.double())
+            q, diff = _region_point(p, corners[..., 0, :], corners[..., 1, :], corners[..., 2, :], bary.double())
             q = torch.where(found[..., None], q, 0.0)
-            diff = torch.where(found[..., None], p - q, 0.0)
+            diff = torch.where(found[..., None], diff, 0.0)
             sq = diff.square().sum(-1)
             closest, sq = q.to(pts.dtype), sq.to(self.dtype)
         else:

@@ -10,6 +10,10 @@ mesh q_hat is the exact closest point; for a point cloud h is a K-nearest-neighb
 with d_k the squared distances to the K = 5 nearest points. The distance compares the two fields
 at queries scattered around the target (and at the source itself); all queries are detached, and
 gradients reach the source (and the target, where it requires grad) through h and f.
+
+Every field and mean is computed in float32 (float64 for float64 inputs): float16 has no room for
+the 1e-8 and 1e-10 offsets above, nor for sums over thousands of queries. Results have the dtype
+of the source.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from .knn import knn_points
 from .mesh import check_mesh, sample_points_on_mesh
 
 __all__ = ["ddm_m2m", "ddm_m2p", "ddm_p2p"]
+
+
+def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """float64 if any input is float64, else float32 (also for float16/bfloat16 inputs)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def _ddf_points(queries: torch.Tensor, cloud: torch.Tensor, lengths: torch.Tensor, K: int) -> torch.Tensor:
@@ -46,6 +55,8 @@ def _check_std(std) -> None:
 
 
 def _noise(shape, like: torch.Tensor, std: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Gaussian noise of ``like``'s dtype and device, drawn on the generator's device (a CPU
+    generator works with CUDA data)."""
     device = like.device if generator is None else generator.device
     return (torch.randn(shape, generator=generator, dtype=like.dtype, device=device) * std).to(like.device)
 
@@ -83,6 +94,8 @@ def ddm_p2p(
     _checks.check_pair(sb, tb, "source", "target")
     checks.add((torch.minimum(sl, tl) < K).any(), f"every source and target cloud needs at least K={K} points")
     checks.run()
+    out_dtype, compute = sb.dtype, _compute_dtype(sb, tb)
+    sb, tb = sb.to(compute), tb.to(compute)
     B, M, D = tb.shape
     with torch.no_grad():
         around = tb.unsqueeze(2) + _noise((B, M, repeat, D), tb, std, generator)
@@ -97,15 +110,15 @@ def ddm_p2p(
     weight = torch.exp(-beta * error.detach()) if weighted else torch.ones_like(error)
     weight = weight * valid
     per_pair = (weight * error).sum(1) / valid.sum(1)
-    return per_pair[0] if unbatched else per_pair.mean()
+    return (per_pair[0] if unbatched else per_pair.mean()).to(out_dtype)
 
 
-def _single_mesh(verts, faces, vname, fname):
-    check_mesh(verts, faces, vname, fname)
-    if verts.dim() != 2 or faces.dim() != 2:
-        raise ValueError(f"{vname} and {fname} must be one mesh: (V, 3) and (F, 3)")
+def _single_mesh(verts, faces, vname, fname) -> torch.Tensor:
+    """Validates one mesh with faces; returns its faces as int64 (from any integer dtype)."""
+    faces = check_mesh(verts, faces, vname, fname)
     if faces.shape[0] == 0:
         raise ValueError(f"{fname} is empty: DirDist needs a mesh with faces")
+    return faces
 
 
 def _centroids(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -129,7 +142,7 @@ def ddm_m2p(
     queries of w e with e = sum of the 4 absolute differences and w = exp(-beta e) (detached;
     beta = 0 by default). One mesh (V, 3) + (F, 3) and one cloud (N, 3), N >= K.
     """
-    _single_mesh(verts, faces, "verts", "faces")
+    faces = _single_mesh(verts, faces, "verts", "faces")
     _checks.check_positive_int(K, "K")
     _checks.check_positive_int(repeat, "repeat")
     _check_std(std)
@@ -140,14 +153,15 @@ def ddm_m2p(
         raise ValueError(f"points must be one (N, 3) cloud, got shape {tuple(pb.shape)}")
     if pb.shape[1] < K:
         raise ValueError(f"points has {pb.shape[1]} points, fewer than K={K}")
-    target = pb[0]
+    compute = _compute_dtype(verts, pb)
+    mesh_verts, target = verts.to(compute), pb[0].to(compute)
     with torch.no_grad():
         around = target.unsqueeze(1) + _noise((target.shape[0], repeat, 3), target, std, generator)
-        queries = torch.cat([around.reshape(-1, 3), _centroids(verts, faces).to(target.dtype)])
-    ddf_s = _ddf_mesh(queries.to(verts.dtype), verts, faces)
+        queries = torch.cat([around.reshape(-1, 3), _centroids(mesh_verts, faces)])
+    ddf_s = _ddf_mesh(queries, mesh_verts, faces).to(compute)
     ddf_t = _ddf_points(queries[None], target[None], pl, K)[0]
-    error = (ddf_s - ddf_t.to(ddf_s.dtype)).abs().sum(-1)
-    return (error * torch.exp(-beta * error.detach())).mean()
+    error = (ddf_s - ddf_t).abs().sum(-1)
+    return (error * torch.exp(-beta * error.detach())).mean().to(verts.dtype)
 
 
 def ddm_m2m(
@@ -166,14 +180,16 @@ def ddm_m2m(
     4 mean |DDF_S - DDF_T| over queries and the 4 components (the reference's scaling). One mesh
     each: (V, 3) + (F, 3).
     """
-    _single_mesh(src_verts, src_faces, "src_verts", "src_faces")
-    _single_mesh(tgt_verts, tgt_faces, "tgt_verts", "tgt_faces")
+    src_faces = _single_mesh(src_verts, src_faces, "src_verts", "src_faces")
+    tgt_faces = _single_mesh(tgt_verts, tgt_faces, "tgt_verts", "tgt_faces")
     _checks.check_positive_int(num_queries, "num_queries")
     _check_std(std)
+    compute = _compute_dtype(src_verts, tgt_verts)
+    src, tgt = src_verts.to(compute), tgt_verts.to(compute)
     with torch.no_grad():
-        on_target = sample_points_on_mesh(tgt_verts.detach(), tgt_faces, num_queries, generator=generator).points
+        on_target = sample_points_on_mesh(tgt.detach(), tgt_faces, num_queries, generator=generator).points
         around = on_target + _noise(on_target.shape, on_target, std, generator)
-        queries = torch.cat([around, _centroids(src_verts, src_faces).to(around.dtype)])
-    ddf_s = _ddf_mesh(queries.to(src_verts.dtype), src_verts, src_faces)
-    ddf_t = _ddf_mesh(queries.to(tgt_verts.dtype), tgt_verts, tgt_faces)
-    return 4 * (ddf_s - ddf_t.to(ddf_s.dtype)).abs().mean()
+        queries = torch.cat([around, _centroids(src, src_faces)])
+    ddf_s = _ddf_mesh(queries, src, src_faces).to(compute)
+    ddf_t = _ddf_mesh(queries, tgt, tgt_faces).to(compute)
+    return (4 * (ddf_s - ddf_t).abs().mean()).to(src_verts.dtype)

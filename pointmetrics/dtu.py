@@ -50,6 +50,7 @@ class DTUResult:
     files: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
+        """The result as a JSON-ready dict: scan, accuracy, completeness, overall (mm), counts and files."""
         return {"scan": self.scan, "accuracy": self.accuracy, "completeness": self.completeness,
                 "overall": self.overall, "counts": self.counts, "files": self.files}
 
@@ -67,7 +68,7 @@ def dtu_paths(scan: int, dataset_dir: str | os.PathLike) -> dict:
 def greedy_radius_downsample(points: torch.Tensor, radius: float) -> torch.Tensor:
     """Boolean mask of the points DTUeval-python's reduction keeps: in index order, a point is kept
     unless an earlier kept point lies within ``radius`` (distance <= radius). Exact, with a grid
-    of radius-wide cells; CPU and CUDA."""
+    of radius-wide cells; CPU and CUDA. float16/bfloat16 points are measured in float32."""
     if not isinstance(points, torch.Tensor) or points.dim() != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be an (N, 3) tensor, got {getattr(points, 'shape', type(points))}")
     if not points.is_floating_point():
@@ -75,6 +76,8 @@ def greedy_radius_downsample(points: torch.Tensor, radius: float) -> torch.Tenso
     _checks.check_positive_number(radius, "radius")
     if points.numel() and not bool(torch.isfinite(points).all()):
         raise ValueError("points contains NaN or Inf coordinates")
+    if points.dtype in (torch.float16, torch.bfloat16):  # half coordinates are exact in float32
+        points = points.float()
     return ops.greedy_radius_keep(points.detach().contiguous(), float(radius))
 
 
@@ -256,7 +259,10 @@ def dtu_eval(
 def _mean_below(dist: np.ndarray, max_dist: float, name: str) -> float:
     close = dist[dist < max_dist]
     if len(close) == 0:
-        warnings.warn(f"dtu_eval: no {name} distance below max_dist; it is NaN", RuntimeWarning, stacklevel=3)
+        # Almost always the wrong units or frame: say so, since a bare NaN explains nothing.
+        warnings.warn(f"dtu_eval: no {name} distance below max_dist ({max_dist:g} mm); it is NaN. DTU expects "
+                      "millimetres in the DTU world frame: data in metres or a normalised frame lands outside the "
+                      "scan's box and observation mask", RuntimeWarning, stacklevel=3)
         return float("nan")
     return float(close.mean())
 

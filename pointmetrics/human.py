@@ -23,7 +23,10 @@ cameras is clipped. The four views are summed, so the sign convention of the rot
 
 Meshes must already be in the evaluation frame: the normalised [-1, 1] space in which ICON and
 ECON compare (the scan projected by its calibration with y negated, the reconstruction mapped from
-its voxel grid). Distances are multiplied by 100 and reported as "cm", as the papers do.
+its voxel grid). Distances are multiplied by 100 and reported as "cm", as the papers do. A mesh
+reaching outside the cameras' view volume (e.g. a body in metres, 1.8 high with its feet at 0)
+would be rendered cropped and give a meaningless Normal number, so it raises ValueError unless
+``allow_clipping=True`` asks for the reference renderers' clipping.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -69,6 +72,35 @@ def _as_vf(mesh, name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _check_backend(backend: str) -> None:
     _checks.check_choice(backend, BACKENDS, "backend")
+
+
+def check_evaluation_frame(verts: torch.Tensor, faces: torch.Tensor, backend: str = "icon2022",
+                           views: Sequence[float] | None = None, name: str = "mesh") -> None:
+    """Raises ValueError naming ``name`` if the mesh reaches outside the view volume of the
+    protocol's orthographic cameras, where it would be clipped (cropped normal maps, a wrong
+    Normal number): the mesh is then not in the normalised [-1, 1] evaluation frame."""
+    if faces.shape[0] == 0:
+        return
+    used = verts[faces.reshape(-1).unique()].detach().double().cpu()
+    clip = human_cameras(backend, views).clip(used[None])[0]  # (C, V, 4); orthographic: w = 1
+    ndc = clip[..., :3] / clip[..., 3:]
+    if float(ndc.abs().max()) <= 1.0 + 1e-6:
+        return
+    lo = ", ".join(f"{x:.3g}" for x in used.amin(0).tolist())
+    hi = ", ".join(f"{x:.3g}" for x in used.amax(0).tolist())
+    raise ValueError(
+        f"{name}: the mesh is not in the normalised [-1, 1] evaluation frame: its bounding box ({lo}) to ({hi}) "
+        f"reaches outside the view volume of the {backend} orthographic cameras, so its normal maps would be "
+        "cropped. The CAPE protocol expects meshes already normalised as ICON/ECON evaluate (a body in metres "
+        "must be centred and scaled into [-1, 1]); allow_clipping=True (--allow-clipping) renders it clipped anyway"
+    )
+
+
+def check_positive_area(verts: torch.Tensor, faces: torch.Tensor, name: str = "mesh") -> None:
+    """Raises ValueError naming ``name`` if no face has a positive area: there is no surface to
+    sample or to render (the same rule for both backends and for ``pointmetrics score``)."""
+    if faces.shape[0] and not bool((face_areas_normals(verts.detach().double(), faces)[0] > 0).any()):
+        raise ValueError(f"{name}: the mesh has no face with positive area (all {faces.shape[0]} faces are degenerate)")
 
 
 def human_cameras(backend: str = "icon2022", views: Sequence[float] | None = None) -> Cameras:
@@ -121,18 +153,28 @@ def normal_map_error(
     views: Sequence[float] | None = None,
     image_size=512,
     save_dir: str | os.PathLike | None = None,
+    allow_clipping: bool = False,
 ) -> NormalMapError:
     """Normal-map error between two meshes, as ICON-2022 or ECON report "Normal" (SPEC §2).
 
     For each view v: E_v = mean over all H x W pixels of sum_rgb (I_pred - I_gt)^2, with no mask
     (a silhouette mismatch counts; background against background is 0). Returns sum_v E_v.
     ``pred`` and ``gt`` are (verts, faces) pairs or trimesh-like meshes in the evaluation frame.
-    ``save_dir`` writes normals_pred.png, normals_gt.png (views side by side) and normal_error.png.
-    An empty mesh gives NaN with a warning.
+    ``save_dir`` writes normals_pred.png, normals_gt.png (views side by side, labelled) and
+    normal_error.png (with a colour bar). An empty mesh gives NaN with a warning. A mesh reaching
+    outside the cameras' view volume raises ValueError (see :func:`check_evaluation_frame`) unless
+    ``allow_clipping`` is True.
     """
     _check_backend(backend)
     pv, pf = _as_vf(pred, "pred")
     gv, gf = _as_vf(gt, "gt")
+    if not allow_clipping:
+        check_evaluation_frame(pv, pf, backend, views, "pred")
+        check_evaluation_frame(gv, gf, backend, views, "gt")
+    if save_dir is not None:
+        from .report import check_output_dir
+
+        check_output_dir(save_dir)
     pred_img = normal_images(pv, pf, backend, views, image_size)
     gt_img = normal_images(gv.to(device=pv.device, dtype=pv.dtype), gf.to(pv.device), backend, views, image_size)
     per_pixel = ((pred_img - gt_img) ** 2).sum(-1)
@@ -145,8 +187,15 @@ def normal_map_error(
     if save_dir is not None:
         from .report import save_normal_pngs
 
-        files = save_normal_pngs(save_dir, pred_img.detach(), gt_img.detach(), per_pixel.detach())
+        files = save_normal_pngs(save_dir, pred_img.detach(), gt_img.detach(), per_pixel.detach(),
+                                 view_labels=_view_labels(backend, views))
     return NormalMapError(error, per_view, pred_img, gt_img, per_pixel, files)
+
+
+def _view_labels(backend: str, views: Sequence[float] | None) -> list[str]:
+    angles = list(ICON_VIEWS if backend == "icon2022" else ECON_VIEWS) if views is None else list(views)
+    what = "MODEL TURNED" if backend == "icon2022" else "CAMERA AT"
+    return [f"{what} {float(a):g} DEG" for a in angles]
 
 
 def pytorch3d_distance_mesh(verts: torch.Tensor, faces: torch.Tensor, min_triangle_area: float):
@@ -194,6 +243,8 @@ class HumanEvalResult:
     files: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
+        """The result as a JSON-ready dict: backend, chamfer_cm, p2s_cm (scan samples to the
+        reconstruction, ICON's P2S), normal, samples [pred, gt], image_size and files."""
         return {"backend": self.backend, "chamfer_cm": self.chamfer, "p2s_cm": self.p2s, "normal": self.normal,
                 "samples": list(self.samples), "image_size": self.image_size, "files": self.files}
 
@@ -207,6 +258,8 @@ def human_eval(
     seed: int = 0,
     save_dir: str | os.PathLike | None = None,
     min_triangle_area: float | None = PYTORCH3D_MIN_TRIANGLE_AREA,
+    allow_clipping: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> HumanEvalResult:
     """Scores a reconstructed clothed human against its scan with the CAPE protocol of ICON-2022
     or ECON (see the module docstring and SPEC §2).
@@ -221,6 +274,10 @@ def human_eval(
     triangle of a body mesh is smaller than 5e-3, so ECON's distances are distances to the nearest
     edge: a mesh scored against itself gets a P2S of about 0.2 "cm", not 0. Pass None for exact
     point-to-triangle distances.
+
+    A mesh without a face of positive area raises ValueError (both backends), and so does a mesh
+    outside the cameras' view volume unless ``allow_clipping`` (see :func:`check_evaluation_frame`).
+    ``progress``, if given, is called with the name of each step as it starts.
     """
     _check_backend(backend)
     _checks.check_positive_int(num_samples, "num_samples")
@@ -232,7 +289,17 @@ def human_eval(
     if pf.shape[0] == 0 or gf.shape[0] == 0:
         warnings.warn("human_eval: a mesh is empty; Chamfer, P2S and Normal are NaN", RuntimeWarning, stacklevel=2)
         return HumanEvalResult(math.nan, math.nan, math.nan, backend, (0, 0), image_size)
+    for name, (v, f) in (("pred", (pv, pf)), ("gt", (gv, gf))):
+        check_positive_area(v, f, name)
+        if not allow_clipping:
+            check_evaluation_frame(v, f, backend, None, name)
+    if save_dir is not None:  # before the work, not after it
+        from .report import check_output_dir
+
+        check_output_dir(save_dir)
+    step = progress or (lambda name: None)
     with torch.no_grad():
+        step("sampling the surfaces")
         if backend == "icon2022":
             pred_samples = _sample_icon(pv, pf, num_samples, seed)
             gt_samples = _sample_icon(gv, gf, num_samples, seed + 1)
@@ -248,9 +315,12 @@ def human_eval(
         if len(pred_samples) == 0 or len(gt_samples) == 0:
             raise ValueError("human_eval: no surface samples could be drawn on a mesh (zero area?)")
         device = pv.device
+        step("point-to-surface distances")
         p2s_raw = _mean_distance(gt_samples.to(device), *pred_surface)
         back_raw = _mean_distance(pred_samples.to(device), *gt_surface)
-        normal = normal_map_error((pv, pf), (gv, gf), backend, image_size=image_size, save_dir=save_dir)
+        step("rendering the normal maps")
+        normal = normal_map_error((pv, pf), (gv, gf), backend, image_size=image_size, save_dir=save_dir,
+                                  allow_clipping=allow_clipping)
     return HumanEvalResult(
         chamfer=0.5 * (p2s_raw + back_raw) * 100.0,
         p2s=p2s_raw * 100.0,
@@ -266,6 +336,8 @@ __all__ = [
     "BACKENDS",
     "HumanEvalResult",
     "NormalMapError",
+    "check_evaluation_frame",
+    "check_positive_area",
     "human_cameras",
     "human_eval",
     "normal_images",

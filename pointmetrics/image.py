@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 from . import _checks
 
 __all__ = ["psnr", "s3im", "ssim"]
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """Sums, variances and squares run in float32 at least, float64 for float64 inputs: in
+    float16 a sum of squared errors overflows at 65504 and blur(x^2) - mu^2 cancels to noise."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _check_data_range(data_range) -> None:
+    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not (
+        data_range > 0 and math.isfinite(data_range)
+    ):
+        raise ValueError(f"data_range must be a positive finite number, got {data_range!r}")
+
+
+def _image_pair(pred, target) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    return pred, target
 
 
 def psnr(
@@ -23,18 +46,24 @@ def psnr(
     MSE = sum(mask (pred - target)^2) / sum(mask broadcast), which for a (H, W, 1) mask and
     (H, W, 3) images is NeuS' masked PSNR 20 log10(1 / sqrt(sum mask (c - c')^2 / (3 sum mask))).
     ``dim``: dimensions to average over (e.g. (1, 2, 3) for a per-image PSNR of (B, C, H, W)
-    images); all of them by default. Identical images give +inf.
+    images); all of them by default. Identical images give +inf. A mean over no pixels (an
+    all-False mask, or empty images) gives NaN with a RuntimeWarning.
+
+    The MSE is accumulated in float32 (float64 for float64 inputs); the result has the dtype of
+    ``pred``.
     """
-    pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    if not data_range > 0:
-        raise ValueError(f"data_range must be positive, got {data_range!r}")
-    err = (pred - target).square()
-    weight = torch.ones_like(err) if mask is None else _checks.broadcast_mask(mask, err.shape, err.dtype)
+    pred, target = _image_pair(pred, target)
+    _check_data_range(data_range)
+    compute = _compute_dtype(pred)
+    err = (pred.to(compute) - target.to(compute)).square()
+    weight = torch.ones_like(err) if mask is None else _checks.broadcast_mask(mask, err.shape, compute)
     dims = tuple(range(err.dim())) if dim is None else dim
-    mse = (weight * err).sum(dims) / weight.sum(dims)
-    return 10.0 * torch.log10(data_range**2 / mse)
+    count = weight.sum(dims)
+    if bool((count == 0).any()):
+        what = "images have no pixels" if mask is None else "mask selects no pixels"
+        warnings.warn(f"psnr: the {what} to average over; the PSNR is NaN", RuntimeWarning, stacklevel=2)
+    mse = torch.where(count == 0, torch.nan, (weight * err).sum(dims) / count.clamp(min=torch.finfo(compute).tiny))
+    return (10.0 * torch.log10(data_range**2 / mse)).to(pred.dtype)
 
 
 def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
@@ -45,19 +74,42 @@ def _gaussian_window(size: int, sigma: float, dtype, device) -> torch.Tensor:
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
+def _check_window_fits(size: tuple[int, int], kernel_size: int, pad: int, what: str) -> None:
+    """The window must fit at least once: H + 2 pad >= kernel_size and the same for W."""
+    if min(size) + 2 * pad < kernel_size:
+        raise ValueError(
+            f"{what} of size {size} are smaller than the {kernel_size}x{kernel_size} window: "
+            f"kernel_size={kernel_size} with padding {pad} needs height and width >= {kernel_size - 2 * pad}"
+        )
+
+
 def _ssim_map(x, y, data_range, kernel_size, sigma, stride, padding):
-    """Per-pixel SSIM of (B, C, H, W) images (Wang et al. 2004, population covariance)."""
+    """Per-pixel SSIM of (B, C, H, W) images (Wang et al. 2004, population covariance).
+
+    Computed in float32 (float64 for float64). Local moments are taken about each image channel's
+    mean m (var = blur((x - m)^2) - blur(x - m)^2, equal to blur(x^2) - blur(x)^2 because the
+    window sums to 1), which avoids the cancellation of large means against small variances.
+    Zero padding is applied before the shift, so it still pads the unshifted image with zeros.
+    """
+    compute = _compute_dtype(x)
+    x, y = x.to(compute), y.to(compute)
+    if padding:
+        x, y = F.pad(x, (padding,) * 4), F.pad(y, (padding,) * 4)
     C = x.shape[1]
-    g = _gaussian_window(kernel_size, sigma, x.dtype, x.device)
+    g = _gaussian_window(kernel_size, sigma, compute, x.device)
     window = (g[:, None] * g[None, :]).expand(C, 1, kernel_size, kernel_size)
 
     def blur(t):
-        return F.conv2d(t, window, stride=stride, padding=padding, groups=C)
+        return F.conv2d(t, window, stride=stride, groups=C)
 
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x.square()
-    var_y = blur(y * y) - mu_y.square()
-    cov = blur(x * y) - mu_x * mu_y
+    m_x = x.detach().mean((2, 3), keepdim=True)  # any shift gives the same value; detached: no extra graph
+    m_y = y.detach().mean((2, 3), keepdim=True)
+    xc, yc = x - m_x, y - m_y
+    mu_xc, mu_yc = blur(xc), blur(yc)
+    var_x = blur(xc * xc) - mu_xc.square()
+    var_y = blur(yc * yc) - mu_yc.square()
+    cov = blur(xc * yc) - mu_xc * mu_yc
+    mu_x, mu_y = mu_xc + m_x, mu_yc + m_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x.square() + mu_y.square() + c1) * (var_x + var_y + c2))
 
@@ -82,33 +134,42 @@ def ssim(
     ``padding="valid"`` averages only where the window fits inside the image, which equals
     ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=L, channel_axis=...)`` (scikit-image filters with a
-    reflected border, then crops it). ``padding="zeros"`` zero-pads by (kernel_size - 1) // 2 and
-    averages every pixel, as pytorch-ssim does.
+    reflected border, then crops it); images smaller than kernel_size raise a ValueError.
+    ``padding="zeros"`` zero-pads by (kernel_size - 1) // 2 and averages every window position, as
+    pytorch-ssim does: any image size works for an odd kernel_size, and an even one needs images
+    at least 2 pixels high and wide.
 
-    Images: (B, C, H, W), (C, H, W) or (H, W). ``reduction``: "mean" over the batch, or None for
-    one value per image. Differentiable.
+    Images: (B, C, H, W), (C, H, W) or (H, W). ``reduction``: "mean" over the batch (NaN with a
+    warning for an empty batch), or None for one value per image. Differentiable. Computed in
+    float32 (float64 for float64 inputs) and returned in the dtype of ``pred``.
     """
-    pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
-    if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    pred, target = _image_pair(pred, target)
     if pred.dim() not in (2, 3, 4):
         raise ValueError(f"images must be (B, C, H, W), (C, H, W) or (H, W), got shape {tuple(pred.shape)}")
     _checks.check_choice(padding, ("valid", "zeros"), "padding")
     _checks.check_choice(reduction, ("mean", None), "reduction")
     _checks.check_positive_int(kernel_size, "kernel_size")
-    if not data_range > 0:
-        raise ValueError(f"data_range must be positive, got {data_range!r}")
+    _checks.check_positive_number(sigma, "sigma")
+    _check_data_range(data_range)
     batched = pred.dim() == 4
-    x = pred.reshape(-1, *pred.shape[-3:]) if pred.dim() >= 3 else pred[None, None]
-    y = target.reshape(-1, *target.shape[-3:]) if target.dim() >= 3 else target[None, None]
-    if padding == "valid" and min(x.shape[-2:]) < kernel_size:
-        size = tuple(x.shape[-2:])
-        raise ValueError(f"images of size {size} are smaller than the {kernel_size}x{kernel_size} window")
+
+    def as_batch(images: torch.Tensor) -> torch.Tensor:  # (B, C, H, W), also when a size is 0
+        return images if batched else images[None] if images.dim() == 3 else images[None, None]
+
+    x, y = as_batch(pred), as_batch(target)
+    if x.shape[1] == 0:
+        raise ValueError(f"pred and target have no channels (shape {tuple(pred.shape)})")
     pad = 0 if padding == "valid" else (kernel_size - 1) // 2
-    per_image = _ssim_map(x, y, data_range, kernel_size, sigma, 1, pad).mean((1, 2, 3))
+    _check_window_fits(tuple(x.shape[-2:]), kernel_size, pad, f"images (padding={padding!r})")
+    if x.shape[0] == 0:
+        per_image = x.new_zeros(0, dtype=_compute_dtype(x))
+    else:
+        per_image = _ssim_map(x, y, data_range, kernel_size, sigma, 1, pad).mean((1, 2, 3))
     if reduction == "mean":
-        return per_image.mean()
-    return per_image if batched else per_image[0]
+        if per_image.numel() == 0:
+            warnings.warn("ssim: the batch has no images; SSIM is NaN", RuntimeWarning, stacklevel=2)
+        return per_image.mean().to(pred.dtype)
+    return (per_image if batched else per_image[0]).to(pred.dtype)
 
 
 def s3im(
@@ -130,10 +191,11 @@ def s3im(
     (kernel_size - 1) // 2, the given stride and C1 = 0.01^2, C2 = 0.03^2 (colours in [0, 1]).
     Defaults are the authors' (kernel 4, stride 4, repeat 10, 64 x 64). Pass a seeded
     ``generator`` for reproducible permutations. Add it to the loss as lambda * s3im (lambda = 1 in
-    the authors' configurations).
+    the authors' configurations). Computed in float32 (float64 for float64 inputs) and returned in
+    the dtype of ``pred``.
     """
-    pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
-    if pred.shape != target.shape or pred.dim() != 2:
+    pred, target = _image_pair(pred, target)
+    if pred.dim() != 2:
         raise ValueError(f"pred and target must both be (R, C), got {tuple(pred.shape)} and {tuple(target.shape)}")
     for value, name in ((kernel_size, "kernel_size"), (stride, "stride"), (repeat, "repeat"),
                         (patch_height, "patch_height"), (patch_width, "patch_width")):
@@ -144,6 +206,11 @@ def s3im(
             f"s3im needs patch_height * patch_width = {patch_height * patch_width} rays, got {rays}; "
             "set patch_height and patch_width to match the ray batch"
         )
+    if pred.shape[1] == 0:
+        raise ValueError(f"pred and target have no colour channels (shape {tuple(pred.shape)})")
+    pad = (kernel_size - 1) // 2
+    _check_window_fits((patch_height, patch_width * repeat), kernel_size, pad, "virtual patches (patch_height, "
+                       "patch_width * repeat)")
     device = pred.device if generator is None else generator.device
     order = [torch.arange(rays, device=device)]
     order += [torch.randperm(rays, generator=generator, device=device) for _ in range(repeat - 1)]
@@ -153,6 +220,5 @@ def s3im(
     def virtual_patch(colours):
         return colours[index].t().reshape(1, C, patch_height, patch_width * repeat)
 
-    similarity = _ssim_map(virtual_patch(pred), virtual_patch(target), 1.0, kernel_size, 1.5, stride,
-                           (kernel_size - 1) // 2).mean()
-    return 1 - similarity
+    similarity = _ssim_map(virtual_patch(pred), virtual_patch(target), 1.0, kernel_size, 1.5, stride, pad).mean()
+    return (1 - similarity).to(pred.dtype)

@@ -34,6 +34,8 @@ def knn_gather(points: torch.Tensor, idx: torch.Tensor, lengths: torch.Tensor | 
     """
     B, N, K = idx.shape
     D = points.shape[-1]
+    if points.shape[1] == 0:  # no point to gather from: every slot is padding
+        return points.new_zeros((B, N, K, D))
     valid = idx >= 0
     if lengths is not None:
         valid &= idx < lengths.view(B, 1, 1)
@@ -56,6 +58,20 @@ def pair_distances(x: torch.Tensor, nn: torch.Tensor, valid: torch.Tensor, norm:
     # Mask before any arithmetic: a NaN in the padding times a zero gradient is still NaN.
     diff = torch.where(valid.unsqueeze(-1), x.unsqueeze(2) - nn, torch.zeros((), dtype=nn.dtype, device=nn.device))
     return diff.square().sum(-1) if norm == 2 else diff.abs().sum(-1)
+
+
+# K may exceed y's size (the extra slots are padding, as in PyTorch3D), but the (B, N, K) results
+# must fit in memory: more than 2^31 slots (24 GB of distances and indices) is refused up front.
+MAX_RESULT_SLOTS = 2**31
+
+
+def check_result_size(B: int, N: int, K: int) -> None:
+    """A ValueError naming K when B x N x K neighbour slots would not fit in memory."""
+    if B * N * K > MAX_RESULT_SLOTS:
+        raise ValueError(
+            f"K={K} asks for {B} x {N} x {K} = {B * N * K:.3g} neighbour slots ({B * N * K * 12 / 2**30:.3g} GiB), "
+            f"more than the {MAX_RESULT_SLOTS} allowed; use a smaller K"
+        )
 
 
 def needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -86,6 +102,8 @@ def knn_points(
         norm: 2 for squared Euclidean distances d = sum_d (x_d - y_d)^2 (PyTorch3D's convention),
             1 for L1 distances d = sum_d |x_d - y_d|.
         return_nn: also return the neighbours' coordinates.
+        Mixed dtypes are promoted (float32 with float64 gives float64); float32 clouds with
+        coordinates beyond 2^60 or all below 2^-40 are measured in float64 (see README).
         return_sorted: accepted for PyTorch3D compatibility; results are always sorted.
 
     Returns:
@@ -96,7 +114,7 @@ def knn_points(
     Raises:
         TypeError: non-floating points, non-integer lengths.
         ValueError: bad shapes, D or batch mismatch, devices differ, lengths out of range,
-            NaN/Inf among the valid points, K < 1, norm not in {1, 2}.
+            NaN/Inf among the valid points, K < 1 or B*N*K beyond 2^31 slots, norm not in {1, 2}.
     """
     del return_sorted
     if not isinstance(K, int) or isinstance(K, bool) or K < 1:
@@ -105,8 +123,10 @@ def knn_points(
     checks = _checks.ValueChecks()
     xb, xl, unbatched = _checks.as_padded(x, x_lengths, "x", checks)
     yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
-    _checks.check_pair(xb, yb)
+    xb, yb = _checks.check_pair(xb, yb)
+    check_result_size(xb.shape[0], xb.shape[1], K)
     checks.run()
+    xb, yb = _checks.working_precision((xb, yb), ("x", "y"), checks)
     dists, idx = knn_search(xb, yb, xl, yl, K, norm)
     if needs_grad(xb, yb):
         dtype = dists.dtype

@@ -31,6 +31,12 @@ from .pointcloud import _nearest, _warn_if_empty, safe_sqrt
 __all__ = ["LCDWeightNet", "lcd_adversarial_step", "lcd_loss"]
 
 
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Sums over points run in float32 at least (float64 for float64): in float16 the sum of a few
+    thousand weights has a resolution of 1 to 2, and overflows beyond 65504."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def _pointwise(sizes: list[int], activation: nn.Module, last_activation: bool = True) -> nn.Sequential:
     """Per-point layers (the reference's 1x1 convolutions), Xavier-initialised with zero bias."""
     layers: list[nn.Module] = []
@@ -62,7 +68,8 @@ class LCDWeightNet(nn.Module):
       per point [xyz, c_X, G] (323) -> 64 -> 16 (leaky ReLU, slope 0.2) -> 1 (linear).
 
     ``forward(gt, rec, gt_valid, rec_valid)`` returns the per-point weights (B, N) and (B, M), each
-    cloud's weights summing to 1 over its valid points.
+    cloud's weights summing to 1 over its valid points, normalised in float32 for a float16/bfloat16
+    network (float32 weights) and in the network's dtype otherwise.
     """
 
     def __init__(self, sigma: float = 0.01, freeze_global_encoder: bool = True) -> None:
@@ -83,6 +90,7 @@ class LCDWeightNet(nn.Module):
         return self.head(features)[..., 0]
 
     def _weights(self, score: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        score = score.to(_compute_dtype(score.dtype))  # the sum over points: float32 at least
         raw = torch.where(valid, self.sigma + torch.exp(-score.square()), torch.zeros_like(score))
         return raw / (1e-8 + raw.sum(1, keepdim=True))
 
@@ -98,6 +106,8 @@ class LCDWeightNet(nn.Module):
         return w_gt, w_rec
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the adversarial step trains (the weight head F; the global encoder stays
+        frozen at its random initialisation, as in the reference): a list of nn.Parameter."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def optimizer(self, lr: float = 1e-3) -> torch.optim.Optimizer:
@@ -105,9 +115,10 @@ class LCDWeightNet(nn.Module):
         return torch.optim.Adam(self.trainable_parameters(), lr=lr)
 
     def l2_penalty(self) -> torch.Tensor:
-        """sum w^2 / 2 over the trainable weight matrices (TensorFlow's l2_loss; biases excluded)."""
+        """sum w^2 / 2 over the trainable weight matrices (TensorFlow's l2_loss; biases excluded),
+        summed in float32 at least (float32 for a float16/bfloat16 network)."""
         weights = [p for name, p in self.named_parameters() if p.requires_grad and name.endswith("weight")]
-        return sum(w.square().sum() for w in weights) / 2
+        return sum(w.to(_compute_dtype(w.dtype)).square().sum() for w in weights) / 2
 
 
 def _inputs(gt, rec, gt_lengths, rec_lengths, weight_net):
@@ -139,7 +150,9 @@ def lcd_loss(
     weights (as in the reference), and ``gt`` and the weight network.
 
     ``gt``, ``rec``: (B, N, 3) / (B, M, 3) with optional lengths, single clouds, or lists; N != M
-    is fine. An empty cloud gives NaN with a warning.
+    is fine. An empty cloud gives NaN with a warning. The points are cast to the weight network's
+    dtype; weights, distances and sums are computed in float32 at least (float64 for a float64
+    network), and the result has the network's dtype.
     """
     _checks.check_choice(reduction, ("mean", None), "reduction")
     gb, gl, rb, rl, unbatched = _inputs(gt, rec, gt_lengths, rec_lengths, weight_net)
@@ -148,9 +161,12 @@ def lcd_loss(
     gt_valid = torch.arange(gb.shape[1], device=gb.device)[None] < gl[:, None]
     rec_valid = torch.arange(rb.shape[1], device=rb.device)[None] < rl[:, None]
     w_gt, w_rec = weight_net(gb, rb, gt_valid, rec_valid)
+    compute = _compute_dtype(param.dtype)
     sq_gt, _ = _nearest(gb, rb, gl, rl)
     sq_rec, _ = _nearest(rb, gb, rl, gl)
-    per_pair = 0.5 * ((w_gt * safe_sqrt(sq_gt)).sum(1) + (w_rec * safe_sqrt(sq_rec)).sum(1))
+    weighted_gt = (w_gt.to(compute) * safe_sqrt(sq_gt.to(compute))).sum(1)
+    weighted_rec = (w_rec.to(compute) * safe_sqrt(sq_rec.to(compute))).sum(1)
+    per_pair = (0.5 * (weighted_gt + weighted_rec)).to(param.dtype)
     empty = (gl == 0) | (rl == 0)
     if bool(empty.any()):
         _warn_if_empty(gl, rl, "lcd_loss")

@@ -49,8 +49,7 @@ def _mesh_list(verts, faces):
         raise TypeError("give verts and faces both as tensors or both as lists of per-mesh tensors")
     if len(verts) != len(faces) or len(verts) == 0:
         raise ValueError(f"verts and faces must be non-empty lists of equal length, got {len(verts)} and {len(faces)}")
-    for i, (v, f) in enumerate(zip(verts, faces)):
-        check_mesh(v, f, f"verts[{i}]", f"faces[{i}]")
+    faces = [check_mesh(v, f, f"verts[{i}]", f"faces[{i}]") for i, (v, f) in enumerate(zip(verts, faces))]
     device, dtype = verts[0].device, verts[0].dtype
     V, F = max(v.shape[0] for v in verts), max(f.shape[0] for f in faces)
     pv = torch.zeros(len(verts), max(V, 1), 3, dtype=dtype, device=device)
@@ -62,6 +61,27 @@ def _mesh_list(verts, faces):
         pf[i, : f.shape[0]] = f
     lengths = torch.tensor([f.shape[0] for f in faces], dtype=torch.int64, device=device)
     return Meshes(pv, pf, lengths)
+
+
+_UNSIGNED = (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
+
+
+def _integer_faces(faces, name: str, shape: str) -> torch.Tensor:
+    """``faces`` as int64, from any integer dtype (int8 ... int64, uint8 ... uint64).
+
+    Indexing with anything but int64 is wrong in torch: int8/int16 raise, and uint8 is read as a
+    boolean mask. The conversion is exact except for uint64 values >= 2^63, which wrap to negative
+    numbers and so fail the range check that follows. Booleans are not indices: TypeError.
+    """
+    if (
+        not isinstance(faces, torch.Tensor)
+        or faces.is_floating_point()
+        or faces.is_complex()
+        or faces.dtype == torch.bool
+    ):
+        got = faces.dtype if isinstance(faces, torch.Tensor) else type(faces).__name__
+        raise TypeError(f"{name} must be an integer tensor of shape {shape}, got {got}")
+    return faces.to(torch.int64)
 
 
 def as_meshes(verts, faces, face_lengths=None) -> Meshes:
@@ -78,10 +98,10 @@ def as_meshes(verts, faces, face_lengths=None) -> Meshes:
         return _mesh_list(verts, faces)
     unbatched = isinstance(verts, torch.Tensor) and verts.ndim == 2
     if unbatched:
-        check_mesh(verts, faces)
+        faces = check_mesh(verts, faces)
         return Meshes(
             verts[None],
-            faces[None].to(torch.int64),
+            faces[None],
             torch.tensor([faces.shape[0]], dtype=torch.int64, device=verts.device),
             True,
         )
@@ -89,8 +109,7 @@ def as_meshes(verts, faces, face_lengths=None) -> Meshes:
         raise TypeError("verts must be a floating point tensor of shape (V, 3) or (B, V, 3)")
     if verts.ndim != 3 or verts.shape[2] != 3:
         raise ValueError(f"verts must have shape (V, 3) or (B, V, 3), got {tuple(verts.shape)}")
-    if not isinstance(faces, torch.Tensor) or faces.is_floating_point() or faces.dtype == torch.bool:
-        raise TypeError("faces must be an integer tensor of shape (F, 3) or (B, F, 3)")
+    faces = _integer_faces(faces, "faces", "(F, 3) or (B, F, 3)")
     if faces.ndim != 3 or faces.shape[2] != 3 or faces.shape[0] != verts.shape[0]:
         raise ValueError(f"faces must have shape ({verts.shape[0]}, F, 3), got {tuple(faces.shape)}")
     if faces.device != verts.device:
@@ -117,7 +136,7 @@ def as_meshes(verts, faces, face_lengths=None) -> Meshes:
     for bad, message in zip(torch.stack(checks).tolist(), messages):
         if bad:
             raise ValueError(message)
-    faces = torch.where(valid[..., None], faces, 0).to(torch.int64)
+    faces = torch.where(valid[..., None], faces, 0)
     meshes = Meshes(verts, faces, face_lengths)
     if F and not bool(torch.isfinite(meshes.triangles())[valid].all()):
         raise ValueError("verts contains NaN or Inf coordinates in a face")
@@ -128,6 +147,7 @@ def meshes_from_packed(verts_packed: torch.Tensor, faces_packed: torch.Tensor, v
     """Packed meshes (PyTorch3D's layout: all vertices concatenated, all faces concatenated with
     indices into the concatenated vertices) as (verts, faces, face_lengths), padded per mesh with
     local indices, for any function here that takes a batch of meshes."""
+    faces_packed = _integer_faces(faces_packed, "faces_packed", "(F, 3)")  # before any subtraction wraps
     verts_per_mesh = torch.as_tensor(verts_per_mesh, dtype=torch.int64).cpu()
     faces_per_mesh = torch.as_tensor(faces_per_mesh, dtype=torch.int64).cpu()
     if verts_per_mesh.shape != faces_per_mesh.shape or verts_per_mesh.ndim != 1:
@@ -142,36 +162,113 @@ def meshes_from_packed(verts_packed: torch.Tensor, faces_packed: torch.Tensor, v
     return m.verts, m.faces, m.face_lengths
 
 
-def check_mesh(verts: torch.Tensor, faces: torch.Tensor, vname: str = "verts", fname: str = "faces") -> None:
-    """Raises a ValueError/TypeError naming the argument for a malformed single mesh."""
+def check_mesh(verts: torch.Tensor, faces: torch.Tensor, vname: str = "verts", fname: str = "faces") -> torch.Tensor:
+    """Validates a single mesh and returns its faces as int64.
+
+    Raises a ValueError/TypeError naming the argument: verts not a floating (V, 3) tensor, faces not
+    an integer (F, 3) tensor (any integer dtype; bool is a TypeError), faces on another device,
+    indices outside [0, V - 1], NaN/Inf coordinates in a face.
+    """
     if not isinstance(verts, torch.Tensor) or not verts.is_floating_point():
         raise TypeError(f"{vname} must be a floating point tensor of shape (V, 3)")
     if verts.ndim != 2 or verts.shape[1] != 3:
         raise ValueError(f"{vname} must have shape (V, 3), got {tuple(verts.shape)}")
-    if not isinstance(faces, torch.Tensor) or faces.is_floating_point() or faces.dtype == torch.bool:
-        raise TypeError(f"{fname} must be an integer tensor of shape (F, 3)")
+    unsigned = isinstance(faces, torch.Tensor) and faces.dtype in _UNSIGNED
+    faces = _integer_faces(faces, fname, "(F, 3)")
     if faces.ndim != 2 or faces.shape[1] != 3:
         raise ValueError(f"{fname} must have shape (F, 3), got {tuple(faces.shape)}")
     if faces.device != verts.device:
         raise ValueError(f"{fname} is on {faces.device} but {vname} is on {verts.device}")
-    if faces.numel() and int(faces.min()) < 0:
+    if faces.numel() == 0:
+        return faces
+    low, high = torch.aminmax(faces)  # one pass, read back once
+    low, high = int(low), int(high)
+    if low < 0 and not unsigned:
         raise ValueError(f"{fname} contains negative vertex indices")
-    if faces.numel() and int(faces.max()) >= verts.shape[0]:
+    if low < 0 or high >= verts.shape[0]:
         raise ValueError(f"{fname} must index vertices in [0, {verts.shape[0] - 1}]")
-    if faces.numel() and not bool(torch.isfinite(verts[faces.long()]).all()):
+    if not bool(torch.isfinite(verts[faces]).all()):
         raise ValueError(f"{vname} contains NaN or Inf coordinates in a face")
+    return faces
 
 
-def face_areas_normals(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(F,) triangle areas and (F, 3) unit normals (zero for degenerate triangles); differentiable."""
-    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    cross = torch.linalg.cross(b - a, c - a, dim=1)
+def _face_cross(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(F, 3) float64 cross products (B - A) x (C - A) of the faces (A, B, C): twice the area along
+    the unit normal, differentiable, and exactly zero for every degenerate face.
+
+    Rounding would otherwise give a degenerate face a tiny area and an arbitrary normal (a face
+    (a, b, b) got 3.6e-18 in float32). So, in float64:
+
+    - the product is taken at the corner opposite the longest edge (the same vector at every
+      corner in exact arithmetic, and the one with the least cancellation when it is not exact);
+    - a face with a repeated vertex index is zero;
+    - a product below its rounding-error bound, 8 eps |u| |v| + 4 delta (|u| + |v|) for the two
+      edges u, v at that corner (delta = eps max |coordinate| for float64 inputs, whose edges are
+      rounded; 0 for narrower inputs, whose edges are exact in float64), is zero: identical or
+      collinear corners.
+    """
+    tri = verts[faces].to(torch.float64)  # (F, 3 corners, 3)
+    opposite = torch.stack([tri[:, 2] - tri[:, 1], tri[:, 0] - tri[:, 2], tri[:, 1] - tri[:, 0]], dim=1)
+    pivot = opposite.detach().square().sum(-1).argmax(1)  # corner opposite the longest edge
+    order = (pivot[:, None] + torch.arange(3, device=faces.device)) % 3  # cyclic: keeps the orientation
+    a, b, c = tri.gather(1, order[..., None].expand(-1, -1, 3)).unbind(1)
+    u, v = b - a, c - a
+    cross = torch.linalg.cross(u, v, dim=1)
+    eps = torch.finfo(torch.float64).eps
+    with torch.no_grad():
+        lu, lv = u.norm(dim=1), v.norm(dim=1)
+        delta = eps * tri.abs().amax((1, 2)) if verts.dtype == torch.float64 else torch.zeros_like(lu)
+        bound = 8 * eps * lu * lv + 4 * delta * (lu + lv)
+        repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
+        degenerate = repeated | (cross.norm(dim=1) <= bound)
+    return torch.where(degenerate[:, None], torch.zeros((), dtype=cross.dtype, device=cross.device), cross)
+
+
+def _face_areas_normals64(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 (F,) areas and (F, 3) unit normals; see :func:`face_areas_normals`."""
+    cross = _face_cross(verts, faces)
     twice_area = cross.norm(dim=1)
-    normals = cross / twice_area.clamp(min=torch.finfo(verts.dtype).tiny).unsqueeze(1)
+    normals = cross / twice_area.clamp(min=torch.finfo(torch.float64).tiny).unsqueeze(1)
     return 0.5 * twice_area, normals
 
 
+def face_areas_normals(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F,) triangle areas |(B - A) x (C - A)| / 2 and (F, 3) unit normals, differentiable.
+
+    Computed in float64 and returned in the dtype of ``verts``. A degenerate face (a repeated
+    vertex, identical or collinear corners) has area exactly 0 and a zero normal. ``faces``: any
+    integer dtype.
+    """
+    areas, normals = _face_areas_normals64(verts, _integer_faces(faces, "faces", "(F, 3)"))
+    return areas.to(verts.dtype), normals.to(verts.dtype)
+
+
 _MULTINOMIAL_LIMIT = 2**24  # torch.multinomial's largest number of categories
+
+
+def _random_device(data: torch.Tensor, generator: torch.Generator | None) -> torch.device:
+    """Where random numbers are drawn: on the generator's device (a CPU generator with CUDA data
+    draws on the CPU, and the numbers are then moved to the data), else on the data's device."""
+    return data.device if generator is None else generator.device
+
+
+def _draw_faces(weights: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """n face indices drawn with probability weights / sum(weights), on the device of ``weights``.
+
+    Faces of weight 0 are never drawn. The draw happens on the generator's device (the weights go
+    there), so a CPU generator works with CUDA meshes.
+    """
+    device = _random_device(weights, generator)
+    w = weights.to(device)
+    if len(w) < _MULTINOMIAL_LIMIT:
+        face_idx = torch.multinomial(w, n, replacement=True, generator=generator)
+    else:  # torch.multinomial takes at most 2^24 categories: invert the cumulative areas instead
+        cdf = w.cumsum(0)
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        last_positive = torch.searchsorted(cdf, cdf[-1:])  # where the cdf reaches the total
+        # u < 1, but u * total can round up to the total: clamp to the last face of positive weight
+        face_idx = torch.minimum(torch.searchsorted(cdf, u * cdf[-1], right=True), last_positive)
+    return face_idx.to(weights.device)
 
 
 def sample_points_on_mesh(
@@ -182,33 +279,31 @@ def sample_points_on_mesh(
 ) -> MeshSamples:
     """Samples n points uniformly by area on a triangle mesh.
 
-    Faces are drawn with probability proportional to their area (zero-area faces never), and a
+    Faces are drawn with probability proportional to their area (float64, see
+    :func:`face_areas_normals`; degenerate faces have area exactly 0 and are never drawn), and a
     point in face (A, B, C) is (1 - sqrt(u)) A + sqrt(u)(1 - v) B + sqrt(u) v C for u, v uniform in
-    [0, 1): uniform over the triangle. Points are differentiable with respect to ``verts``; pass a
-    seeded ``generator`` for reproducible samples.
+    [0, 1): uniform over the triangle. Points (computed in float32 at least) are returned in the
+    dtype of ``verts`` and are differentiable with respect to it; ``faces`` may have any integer
+    dtype. Pass a seeded ``generator`` for reproducible samples; it may live on the CPU while the
+    mesh is on CUDA (the random numbers are then drawn on the CPU and moved).
     """
-    check_mesh(verts, faces)
-    if not isinstance(n, int) or n < 1:
+    faces = check_mesh(verts, faces)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    areas, normals = face_areas_normals(verts, faces)
-    if faces.shape[0] == 0 or not bool((areas > 0).any()):
+    if faces.shape[0] == 0:
         raise ValueError("the mesh has no face with positive area to sample from")
-    weights = areas.detach().to(torch.float64)
-    if len(weights) < _MULTINOMIAL_LIMIT:
-        face_idx = torch.multinomial(weights, n, replacement=True, generator=generator)
-    else:  # torch.multinomial takes at most 2^24 categories: invert the cumulative areas instead
-        cdf = weights.cumsum(0)
-        u = torch.rand(n, generator=generator, dtype=torch.float64,
-                       device=weights.device if generator is None else generator.device).to(weights.device)
-        face_idx = torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=len(weights) - 1)
-    uv = torch.rand(
-        n, 2, generator=generator, dtype=torch.float64, device=verts.device if generator is None else generator.device
-    ).to(verts.device)
+    areas, normals = _face_areas_normals64(verts, faces)
+    if not bool((areas > 0).any()):
+        raise ValueError("the mesh has no face with positive area to sample from")
+    face_idx = _draw_faces(areas.detach(), n, generator)
+    uv = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=_random_device(verts, generator))
+    uv = uv.to(verts.device)
     su = uv[:, 0].sqrt()
-    bary = torch.stack([1 - su, su * (1 - uv[:, 1]), su * uv[:, 1]], dim=1).to(verts.dtype)
-    corners = verts[faces[face_idx]]  # (n, 3 corners, 3)
-    points = (bary.unsqueeze(2) * corners).sum(1)
-    return MeshSamples(points, face_idx, bary, normals[face_idx])
+    bary = torch.stack([1 - su, su * (1 - uv[:, 1]), su * uv[:, 1]], dim=1)
+    compute = torch.float64 if verts.dtype == torch.float64 else torch.float32
+    corners = verts[faces[face_idx]].to(compute)  # (n, 3 corners, 3)
+    points = (bary.to(compute).unsqueeze(2) * corners).sum(1)
+    return MeshSamples(points.to(verts.dtype), face_idx, bary.to(verts.dtype), normals[face_idx].to(verts.dtype))
 
 
 def _norm3(v: torch.Tensor) -> torch.Tensor:
@@ -244,11 +339,11 @@ def sample_mesh_lattice(
     (unreferenced ones too, as DTUeval-python; ``remove_unreferenced`` drops them as the
     NeuralWarp/Geo-NeuS copies do), then the samples triangle by triangle, c1-major.
     """
-    check_mesh(verts, faces)
+    f = check_mesh(verts, faces)
     if not density > 0:
         raise ValueError(f"density must be positive, got {density!r}")
     v = verts.detach().double()
-    f = faces.long()
+    device = v.device  # every tensor made here lives on the mesh's device
     head = v[f.unique()] if remove_unreferenced else v
     if f.shape[0] == 0:
         return head.clone()
@@ -265,9 +360,9 @@ def sample_mesh_lattice(
     while start < len(cells):  # triangles in chunks of about `chunk` lattice cells
         stop = start + max(1, int(torch.searchsorted(cells[start:].cumsum(0), chunk)))
         stop = min(stop, len(cells))
-        tri_of = torch.repeat_interleave(torch.arange(start, stop), cells[start:stop])
+        tri_of = torch.repeat_interleave(torch.arange(start, stop, device=device), cells[start:stop])
         first = torch.cumsum(cells[start:stop], 0) - cells[start:stop]
-        local = torch.arange(len(tri_of)) - first.repeat_interleave(cells[start:stop])
+        local = torch.arange(len(tri_of), device=device) - first.repeat_interleave(cells[start:stop])
         width = (n2[tri_of] + 1).long()
         c1, c2 = (local // width).double(), (local % width).double()
         k1 = (c1 + 0.5) / torch.clamp(n1[tri_of], min=1e-7)

@@ -75,7 +75,9 @@ def point_mesh_distance(
 ) -> PointMeshDistance:
     """Distances in both directions between point clouds and meshes (mesh b against cloud b):
     points to surface exactly, surface to points through ``samples`` area-weighted samples per mesh
-    (seedable with ``generator``). All distances are unsquared and differentiable."""
+    (seedable with ``generator``). All distances are unsquared and differentiable. Distances of
+    float16/bfloat16 inputs are float32. An empty point cloud gives a NaN chamfer with a warning.
+    ``faces`` may have any integer dtype."""
     meshes = as_meshes(verts, faces, face_lengths)
     checks = _checks.ValueChecks()
     pts, pl, _ = _checks.as_padded(points, points_lengths, "points", checks)
@@ -91,6 +93,9 @@ def point_mesh_distance(
     valid = torch.arange(pts.shape[1], device=pts.device)[None] < pl[:, None]
     mean_to_mesh = torch.where(valid, to_mesh, 0.0).sum(1) / pl.clamp(min=1)
     chamfer = 0.5 * (mean_to_mesh + c.x_to_y.mean(1))
+    if bool((pl == 0).any()):
+        warnings.warn("point_mesh_distance: a point cloud is empty; its chamfer is NaN", RuntimeWarning, stacklevel=2)
+        chamfer = torch.where(pl == 0, torch.nan, chamfer)
     return PointMeshDistance(to_mesh, c.x_to_y, chamfer, drawn)
 
 

@@ -246,8 +246,9 @@ def correspondences(
     checks = _checks.ValueChecks()
     xb, xl, unbatched = _checks.as_padded(x, x_lengths, "x", checks)
     yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
-    _checks.check_pair(xb, yb)
+    xb, yb = _checks.check_pair(xb, yb)
     checks.run()
+    xb, yb = _checks.working_precision((xb, yb), ("x", "y"), checks)
     dx, ix = _nearest(xb, yb, xl, yl)
     dy, iy = _nearest(yb, xb, yl, xl)
     return Correspondences(dx, ix, dy, iy, xl, yl, unbatched)
@@ -297,8 +298,8 @@ def _chamfer_one_direction(x, y, xl, yl, xn, yn, weights, point_reduction, norm,
         own = torch.where(valid.unsqueeze(-1), xn, torch.zeros((), dtype=xn.dtype, device=xn.device))
         cos = F.cosine_similarity(own, near, dim=2, eps=1e-6)
         dn = torch.where(valid, (1 - (cos.abs() if abs_cosine else cos)).to(d.dtype) * scale, zero)
-    if point_reduction == "max":
-        return d.max(1).values, None
+    if point_reduction == "max":  # an empty x contributes 0, as an empty sum or mean does
+        return (d.max(1).values if d.shape[1] > 0 else d.sum(1)), None  # sum: zeros that keep the graph
     if point_reduction is None:
         return d, dn
     d = d.sum(1)
@@ -354,7 +355,7 @@ def chamfer_distance(
     checks = _checks.ValueChecks()
     xb, xl, _ = _checks.as_padded(x, x_lengths, "x", checks)
     yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
-    _checks.check_pair(xb, yb)
+    xb, yb = _checks.check_pair(xb, yb)
     xn = _checks.check_normals(x_normals, xb.shape, xb.device, "x_normals")
     yn = _checks.check_normals(y_normals, yb.shape, yb.device, "y_normals")
     if (xn is None) != (yn is None):
@@ -368,6 +369,7 @@ def chamfer_distance(
             raise ValueError(f"weights is on {weights.device} but x is on {xb.device}")
         checks.add((weights < 0).any() | ~torch.isfinite(weights).all(), "weights must be finite and non-negative")
     checks.run()
+    xb, yb = _checks.working_precision((xb, yb), ("x", "y"), checks)
 
     args = (weights, point_reduction, norm, abs_cosine)
     cx, nx = _chamfer_one_direction(xb, yb, xl, yl, xn, yn, *args)

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 
 from ._ops import ops
-from .mesh import Meshes, as_meshes
+from .mesh import Meshes, _face_cross, as_meshes
 
 # ----------------------------------------------------------------------------------------------
 # Cameras
@@ -116,7 +116,9 @@ class Cameras:
         return Cameras(view, p)
 
     def clip(self, verts: torch.Tensor) -> torch.Tensor:
-        """Clip-space positions (B, C, V, 4) of vertices (B, V, 3) in every view; differentiable."""
+        """Clip-space positions (B, C, V, 4) of vertices (B, V, 3) in every view; differentiable.
+        Computed and returned in float32 for float16/bfloat16/float32 vertices, float64 for float64."""
+        verts = verts.to(_compute_dtype(verts.dtype))
         m = (self.projection @ self.view).to(device=verts.device, dtype=verts.dtype)  # (C, 4, 4)
         homogeneous = torch.cat([verts, torch.ones_like(verts[..., :1])], dim=-1)  # (B, V, 4)
         return torch.einsum("cij,bvj->bcvi", m, homogeneous)
@@ -152,9 +154,19 @@ def _check_cameras(cameras) -> None:
         raise TypeError(f"cameras must be a pointmetrics.Cameras, got {type(cameras).__name__}")
 
 
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Geometry runs in float32 at least (float64 for float64): half precision has neither the
+    range nor the resolution for projections, normal sums and matrix inverses."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _in_compute_dtype(meshes: Meshes) -> Meshes:
+    compute = _compute_dtype(meshes.verts.dtype)
+    return Meshes(meshes.verts.to(compute), meshes.faces, meshes.face_lengths, meshes.unbatched)
+
+
 def _rasterize(meshes: Meshes, cameras: Cameras, size: tuple[int, int]) -> tuple[Fragments, torch.Tensor]:
-    compute = torch.float64 if meshes.verts.dtype == torch.float64 else torch.float32  # half inputs too
-    clip = cameras.clip(meshes.verts.to(compute))
+    clip = cameras.clip(meshes.verts.to(_compute_dtype(meshes.verts.dtype)))
     with torch.no_grad():
         face, bary, depth = ops.rasterize_triangles(clip.detach(), meshes.faces, meshes.face_lengths, size[0], size[1])
     return Fragments(face, bary, depth), clip
@@ -189,6 +201,10 @@ def _gather_corners(values: torch.Tensor, meshes: Meshes, face: torch.Tensor) ->
     """Per-pixel corner values (B, C, H, W, 3, D) of the visible face, from per-vertex values
     ``values`` (B, V, D) or (B, C, V, D); 0 for background."""
     B, C, H, W = face.shape
+    if meshes.faces.shape[1] == 0:  # no faces, nothing visible: every pixel is background
+        D = values.shape[-1]
+        # values.sum() * 0 keeps the result in the graph of the values (a zero gradient, not none)
+        return values.new_zeros(B, C, H, W, 3, D) + values.sum() * 0
     vidx = meshes.faces.gather(1, face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, 3))  # (B, CHW, 3)
     vidx = vidx.reshape(B, C, H * W * 3)
     if values.ndim == 3:
@@ -196,6 +212,17 @@ def _gather_corners(values: torch.Tensor, meshes: Meshes, face: torch.Tensor) ->
     D = values.shape[-1]
     out = values.gather(2, vidx.unsqueeze(-1).expand(B, C, H * W * 3, D)).reshape(B, C, H, W, 3, D)
     return torch.where((face >= 0)[..., None, None], out, 0.0)
+
+
+def _visible_face_values(per_face: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W, D) value of the visible face at each pixel, from per-face values (B, F, D);
+    0 for background."""
+    B, C, H, W = face.shape
+    D = per_face.shape[-1]
+    if per_face.shape[1] == 0:  # no faces: background everywhere (and a zero gradient, as above)
+        return per_face.new_zeros(B, C, H, W, D) + per_face.sum() * 0
+    out = per_face.gather(1, face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, D)).reshape(B, C, H, W, D)
+    return torch.where((face >= 0)[..., None], out, 0.0)
 
 
 def differentiable_bary(clip: torch.Tensor, meshes: Meshes, face: torch.Tensor) -> torch.Tensor:
@@ -227,10 +254,22 @@ def differentiable_bary(clip: torch.Tensor, meshes: Meshes, face: torch.Tensor) 
 # Normals
 
 
+def _batch_face_cross(meshes: Meshes) -> torch.Tensor:
+    """(B, F, 3) cross products (B - A) x (C - A) of every face, in the vertices' dtype, computed by
+    :func:`pointmetrics.mesh._face_cross` (float64; exactly zero for degenerate faces and for the
+    padding past ``face_lengths``); differentiable."""
+    B, V, _ = meshes.verts.shape
+    F = meshes.faces.shape[1]
+    offsets = V * torch.arange(B, device=meshes.faces.device).view(B, 1, 1)
+    valid = torch.arange(F, device=meshes.faces.device)[None] < meshes.face_lengths[:, None]
+    flat_faces = torch.where(valid[..., None], meshes.faces + offsets, offsets).reshape(B * F, 3)
+    cross = _face_cross(meshes.verts.reshape(B * V, 3), flat_faces)  # padding faces (v, v, v): zero
+    return cross.reshape(B, F, 3).to(meshes.verts.dtype)
+
+
 def face_normals(meshes: Meshes) -> torch.Tensor:
     """(B, F, 3) unit face normals (right-hand rule), zero for degenerate faces; differentiable."""
-    tri = meshes.triangles()
-    n = torch.linalg.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :], dim=-1)
+    n = _batch_face_cross(meshes)
     length = n.norm(dim=-1, keepdim=True)
     return n / length.clamp(min=torch.finfo(n.dtype).tiny)
 
@@ -244,12 +283,14 @@ def vertex_normals(verts, faces, weighting: str = "area", face_lengths=None) -> 
     vertex (Thürrner & Wüthrich 1998), then unit length: ``trimesh.Trimesh.vertex_normals``, as
     ICON renders (faces with a degenerate normal are left out, and sums of norm <= 1e-13 are left
     as they are, as trimesh does).
-    Unreferenced vertices get zero normals. Shape follows ``verts`` ((V, 3) or (B, V, 3)).
+    Degenerate faces (repeated or collinear corners) contribute nothing.
+    Unreferenced vertices get zero normals. Shape follows ``verts`` ((V, 3) or (B, V, 3)); computed
+    in float32 at least (float64 for float64) and returned in the dtype of ``verts``.
     """
     if weighting not in ("area", "angle"):
         raise ValueError(f"weighting must be 'area' or 'angle', got {weighting!r}")
     meshes = as_meshes(verts, faces, face_lengths)
-    normals = _vertex_normals(meshes, weighting)
+    normals = _vertex_normals(_in_compute_dtype(meshes), weighting).to(meshes.verts.dtype)
     return normals[0] if meshes.unbatched else normals
 
 
@@ -258,7 +299,7 @@ def _vertex_normals(meshes: Meshes, weighting: str) -> torch.Tensor:
     F = meshes.faces.shape[1]
     tri = meshes.triangles()  # (B, F, 3, 3)
     valid = (torch.arange(F, device=tri.device)[None] < meshes.face_lengths[:, None]).to(tri.dtype)
-    cross = torch.linalg.cross(tri[..., 1, :] - tri[..., 0, :], tri[..., 2, :] - tri[..., 0, :], dim=-1)
+    cross = _batch_face_cross(meshes)  # exactly zero for degenerate faces, which then contribute nothing
     if weighting == "area":
         per_corner = (cross * valid[..., None]).unsqueeze(2).expand(B, F, 3, 3)
     else:
@@ -313,6 +354,9 @@ def render_normals(
     the viewer), with the inverse transpose of the view matrix's linear part.
     Differentiable with respect to ``verts`` (through the normals and the barycentric weights) and
     ``normals``; the visibility of each face is not.
+
+    Computed and returned in float32 for float16/bfloat16/float32 vertices, in float64 for float64.
+    A mesh without faces gives a background-only image (mask False, face -1 everywhere).
     """
     _check_cameras(cameras)
     if space not in ("view", "world"):
@@ -320,14 +364,13 @@ def render_normals(
     if shading not in ("smooth", "flat"):
         raise ValueError(f"shading must be 'smooth' or 'flat', got {shading!r}")
     size = _image_size(image_size)
-    meshes = as_meshes(verts, faces, face_lengths)
+    meshes = _in_compute_dtype(as_meshes(verts, faces, face_lengths))
     fragments, clip = _rasterize(meshes, cameras, size)
     face = fragments.face
     mask = face >= 0
     if shading == "flat":
         per_face = face_normals(meshes)  # (B, F, 3)
-        B, C, H, W = face.shape
-        n = per_face.gather(1, face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, 3)).reshape(B, C, H, W, 3)
+        n = _visible_face_values(per_face, face)
     else:
         if normals is None:
             per_vertex = _vertex_normals(meshes, weighting)
@@ -339,9 +382,9 @@ def render_normals(
         needs_grad = torch.is_grad_enabled() and meshes.verts.requires_grad
         bary = differentiable_bary(clip, meshes, face) if needs_grad else fragments.bary.to(per_vertex.dtype)
         n = (bary.unsqueeze(-1) * _gather_corners(per_vertex, meshes, face)).sum(-2)
-    if space == "view":
-        linear = cameras.view[:, :3, :3].to(device=n.device, dtype=n.dtype)
-        n = torch.einsum("cij,bchwj->bchwi", torch.linalg.inv(linear).transpose(1, 2), n)
+    if space == "view":  # the inverse in float64 (the cameras' dtype): linalg.inv takes no half
+        inverse_transpose = torch.linalg.inv(cameras.view[:, :3, :3]).transpose(1, 2)
+        n = torch.einsum("cij,bchwj->bchwi", inverse_transpose.to(device=n.device, dtype=n.dtype), n)
     length = n.norm(dim=-1, keepdim=True)
     n = torch.where(mask[..., None] & (length > 0), n / length.clamp(min=torch.finfo(n.dtype).tiny), 0.0)
     result = NormalMaps(n, mask, fragments)

@@ -186,6 +186,27 @@ def _segment_sq_distance(p, u, v):
     return ((p - u - _segment_parameter(p, u, v)[..., None] * (v - u)) ** 2).sum(-1)
 
 
+def _unit_normal(a, b, c):
+    """Unit normal of every face, 0 for a collinear one, computed so that slivers keep it exact to
+    a few ulps: from the longest edge e and the height h of the third corner over it, orthogonalised
+    twice (cross(b - a, c - a) of a sliver is off by about eps * length / height)."""
+    corners = torch.stack([a, b, c], dim=-2)
+    edges = corners.roll(-1, dims=-2) - corners
+    k = (edges * edges).sum(-1).argmax(-1)
+    e = edges.gather(-2, k[..., None, None].expand(*k.shape, 1, 3))[..., 0, :]
+    third = corners.gather(-2, ((k + 2) % 3)[..., None, None].expand(*k.shape, 1, 3))[..., 0, :]
+    f = third - corners.gather(-2, k[..., None, None].expand(*k.shape, 1, 3))[..., 0, :]
+
+    def unit(x):
+        n = x.norm(dim=-1, keepdim=True)
+        return x / torch.where(n > 0, n, 1.0)
+
+    u = unit(e)
+    h = f - u * (f * u).sum(-1, keepdim=True)
+    h = h - u * (h * u).sum(-1, keepdim=True)
+    return unit(torch.linalg.cross(u, unit(h), dim=-1))
+
+
 def _inside_projection(p, a, b, c, n, n2):
     """Plane projection of points p (..., 1, 3) onto every face, whether it falls inside the face
     (never for degenerate faces), and the signed height in units of |n|^2."""
@@ -207,7 +228,7 @@ def closest_points_on_mesh(points, verts, faces, chunk: int = 256):
     faces (zero normal) are their edges. Ties go to the smaller face index.
     """
     a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    n = torch.linalg.cross(b - a, c - a, dim=-1)
+    n = _unit_normal(a, b, c)
     n2 = (n * n).sum(-1)
 
     best_d, best_f = [], []
@@ -243,7 +264,7 @@ def closest_point_coordinates(points, verts, faces, chunk: int = 128):
     same rule as :func:`closest_points_on_mesh`: the plane projection when it falls inside a face,
     else the closest point of the face's edges; the first face among equal distances."""
     a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
-    n = torch.linalg.cross(b - a, c - a, dim=-1)
+    n = _unit_normal(a, b, c)
     n2 = (n * n).sum(-1)
 
     out = []

@@ -39,9 +39,20 @@ def _grad_field(grad, name: str = "grad") -> torch.Tensor:
     return grad
 
 
-def _mean(values: torch.Tensor) -> torch.Tensor:
-    """Mean that is 0 (not NaN) for an empty tensor: no samples, no penalty."""
-    return values.sum() / max(values.numel(), 1)
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """Every term is computed and averaged in float32 at least (float64 for float64 inputs): in
+    float16 a sum over a few thousand samples overflows at 65504, and squares lose resolution."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _upcast(t: torch.Tensor) -> torch.Tensor:
+    return t.to(_compute_dtype(t))
+
+
+def _mean(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` (in float32 at least, see :func:`_compute_dtype`) in the dtype of ``like``;
+    0 (not NaN) for an empty tensor: no samples, no penalty."""
+    return (_upcast(values).sum() / max(values.numel(), 1)).to(like.dtype)
 
 
 def _safe_norm(v: torch.Tensor) -> torch.Tensor:
@@ -91,16 +102,18 @@ def eikonal_loss(grad: torch.Tensor, kind: str = "sq", mask: torch.Tensor | None
     ``grad``: (..., D) gradients at the sample points. ``mask``: optional boolean (...,) selecting
     the samples to average (NeuS averages only samples with |p| < 1.2). IGR applies it to the
     off-surface samples only, StEik to surface and off-surface samples together: pass the
-    gradients of the samples your convention uses. No samples give 0.
+    gradients of the samples your convention uses. No samples (or an all-False mask) give 0, as
+    for every loss here. Computed in float32 (float64 for float64 ``grad``), returned in the dtype
+    of ``grad``.
     """
     grad = _grad_field(grad)
     _checks.check_choice(kind, ("sq", "abs"), "kind")
-    residual = _safe_norm(grad) - 1.0
+    residual = _safe_norm(_upcast(grad)) - 1.0
     term = residual.square() if kind == "sq" else residual.abs()
     if mask is None:
-        return _mean(term)
+        return _mean(term, grad)
     mask = _checks.broadcast_mask(mask, term.shape, term.dtype)
-    return (term * mask).sum() / mask.sum().clamp(min=1)
+    return ((term * mask).sum() / mask.sum().clamp(min=1)).to(grad.dtype)
 
 
 def _norm_kind(norm: str) -> None:
@@ -116,15 +129,17 @@ def directional_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1"
 
     An exact SDF has div = 0 (it is linear along its gradient). Use it on off-surface samples.
     ``x`` (..., D) must require grad and ``grad`` (..., D) must have been computed from it with
-    ``create_graph=True``; no Hessian is formed.
+    ``create_graph=True``; no Hessian is formed. The products and the mean are computed in float32
+    (float64 for float64 ``grad``) and returned in the dtype of ``grad``.
     """
     grad = _grad_field(grad)
     _norm_kind(norm)
     _require_graph(x, grad, "directional_divergence")
-    squared = grad.square().sum(-1, keepdim=True)
+    g = _upcast(grad)
+    squared = g.square().sum(-1, keepdim=True)
     (hvp,) = torch.autograd.grad(0.5 * squared, x, torch.ones_like(squared), create_graph=True)
-    div = (grad * hvp).sum(-1) / (grad.square().sum(-1) + 1e-5)
-    return _mean(div.abs() if norm == "l1" else div.square())
+    div = (g * hvp.to(g.dtype)).sum(-1) / (squared[..., 0] + 1e-5)
+    return _mean(div.abs() if norm == "l1" else div.square(), grad)
 
 
 def laplacian_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1") -> torch.Tensor:
@@ -134,19 +149,20 @@ def laplacian_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1") 
         L = mean clamp(|div|, 0.1, 50) (norm="l1") or mean clamp(div^2, 0.1, 50) (norm="l2")
 
     NaN divergences count as 0, as in DiGS/StEik (``full_l1`` / ``full_l2``). Same requirements on
-    ``x`` and ``grad`` as :func:`directional_divergence`.
+    ``x`` and ``grad`` as :func:`directional_divergence`; the sum and the mean are computed in
+    float32 (float64 for float64 ``grad``) and returned in the dtype of ``grad``.
     """
     grad = _grad_field(grad)
     _norm_kind(norm)
     _require_graph(x, grad, "laplacian_divergence")
-    div = torch.zeros(grad.shape[:-1], dtype=grad.dtype, device=grad.device)
+    div = torch.zeros(grad.shape[:-1], dtype=_compute_dtype(grad), device=grad.device)
     for d in range(grad.shape[-1]):
         component = grad[..., d]
         (second,) = torch.autograd.grad(component, x, torch.ones_like(component), create_graph=True)
-        div = div + second[..., d]
+        div = div + second[..., d].to(div.dtype)
     div = torch.nan_to_num(div, nan=0.0)
     term = div.abs() if norm == "l1" else div.square()
-    return _mean(term.clamp(0.1, 50.0))
+    return _mean(term.clamp(0.1, 50.0), grad)
 
 
 def divergence_weight(
@@ -199,24 +215,24 @@ def sparsity_loss(sdf: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """instant-nsr-pl's sparsity term: mean exp(-scale |sdf|) over all ray-marching samples.
 
     Penalises SDF values near zero away from the surface (stray surfaces in empty space). No
-    samples give 0.
+    samples give 0. Computed in float32 (float64 for float64), returned in the dtype of ``sdf``.
     """
     sdf = _checks.check_float_tensor(sdf, "sdf")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale!r}")
-    return _mean(torch.exp(-scale * sdf.abs()))
+    _checks.check_positive_number(scale, "scale")
+    return _mean(torch.exp(-scale * _upcast(sdf).abs()), sdf)
 
 
 def sdf_points_loss(sdf_at_points: torch.Tensor) -> torch.Tensor:
     """Geo-NeuS' SDF loss on sparse points known to lie on the surface: (1/N) sum_i |f(p_i)|.
 
     ``sdf_at_points``: the network's SDF at the (e.g. SfM) points visible in the current view.
-    With no points the reference divides by zero; this returns 0 with a warning.
+    With no points the reference divides by zero; this returns 0 with a warning. Computed in
+    float32 (float64 for float64), returned in the dtype of ``sdf_at_points``.
     """
     sdf_at_points = _checks.check_float_tensor(sdf_at_points, "sdf_at_points")
     if sdf_at_points.numel() == 0:
         warnings.warn("sdf_points_loss: no points; the loss is 0", RuntimeWarning, stacklevel=2)
-    return _mean(sdf_at_points.abs())
+    return _mean(_upcast(sdf_at_points).abs(), sdf_at_points)
 
 
 def opacity_entropy_loss(opacity: torch.Tensor) -> torch.Tensor:
@@ -224,10 +240,12 @@ def opacity_entropy_loss(opacity: torch.Tensor) -> torch.Tensor:
 
         o = clamp(opacity, 1e-3, 1 - 1e-3);  L = -mean[o log o + (1 - o) log(1 - o)]
 
-    (instant-nsr-pl's ``binary_cross_entropy(o, o)``). No rays give 0.
+    (instant-nsr-pl's ``binary_cross_entropy(o, o)``). No rays give 0. Computed in float32 (float64
+    for float64), clamp included, and returned in the dtype of ``opacity``.
     """
-    o = _checks.check_float_tensor(opacity, "opacity").clamp(_CLAMP, 1 - _CLAMP)
-    return _mean(-(o * o.log() + (1 - o) * (1 - o).log()))
+    opacity = _checks.check_float_tensor(opacity, "opacity")
+    o = _upcast(opacity).clamp(_CLAMP, 1 - _CLAMP)
+    return _mean(-(o * o.log() + (1 - o) * (1 - o).log()), opacity)
 
 
 def mask_bce_loss(opacity: torch.Tensor, mask: torch.Tensor, convention: str = "instant-nsr-pl") -> torch.Tensor:
@@ -238,7 +256,8 @@ def mask_bce_loss(opacity: torch.Tensor, mask: torch.Tensor, convention: str = "
     convention="neus": BCE(clamp(weight_sum, 1e-3, 1 - 1e-3), mask > 0.5), the mask binarised.
 
     Mean over rays. ``opacity`` and ``mask`` must have the same number of elements (a trailing
-    singleton dimension on either is fine). No rays give 0.
+    singleton dimension on either is fine). No rays give 0. Computed in float32 (float64 for
+    float64), clamp included, and returned in the dtype of ``opacity``.
     """
     opacity = _checks.check_float_tensor(opacity, "opacity")
     _checks.check_choice(convention, ("instant-nsr-pl", "neus"), "convention")
@@ -249,8 +268,10 @@ def mask_bce_loss(opacity: torch.Tensor, mask: torch.Tensor, convention: str = "
             f"mask has {mask.numel()} elements but opacity has {opacity.numel()} "
             f"(shapes {tuple(mask.shape)} and {tuple(opacity.shape)})"
         )
+    if convention == "instant-nsr-pl" and mask.numel() and not bool(((mask >= 0) & (mask <= 1)).all()):
+        raise ValueError("mask must lie in [0, 1] for convention='instant-nsr-pl' (a soft target)")
     if opacity.numel() == 0:
         return opacity.sum()
-    o = opacity.reshape(-1).clamp(_CLAMP, 1 - _CLAMP)
+    o = _upcast(opacity).reshape(-1).clamp(_CLAMP, 1 - _CLAMP)
     target = mask.reshape(-1).to(o.dtype) if convention == "instant-nsr-pl" else (mask.reshape(-1) > 0.5).to(o.dtype)
-    return F.binary_cross_entropy(o, target)
+    return F.binary_cross_entropy(o, target).to(opacity.dtype)

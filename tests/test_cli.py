@@ -35,7 +35,8 @@ def test_score_json_schema(capsys):
     )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"inputs", "metrics", "conventions", "files"}
+    assert set(out) == {"inputs", "metrics", "noise_floor", "units", "conventions", "notes", "files"}
+    assert out["noise_floor"] == {}  # the ground truth is a point cloud: no second sample to draw
     metrics = out["metrics"]
     for key in ("CD-L1", "CD-L2", "Hausdorff", "F-score@0.001", "precision@0.002", "recall@0.002"):
         assert key in metrics
@@ -72,7 +73,8 @@ def test_score_csv_vis_and_extra_metrics(tmp_path, capsys):
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     metrics = out["metrics"]
-    assert "P2S" in metrics and "normal consistency" in metrics and "EMD" in metrics
+    assert "P2S" in metrics and "pred_to_gt_surface" in metrics and "normal consistency" in metrics
+    assert "EMD" in metrics and set(out["noise_floor"]) == set(metrics)
     assert "F-score@1% diag" in metrics and metrics["normal consistency"] > 0.9
     assert "volumetric IoU" not in metrics  # the bunny has holes: not watertight
     names = sorted(p.rsplit("/", 1)[-1] for p in out["files"])
@@ -84,7 +86,8 @@ def test_score_csv_vis_and_extra_metrics(tmp_path, capsys):
     assert len(cloud.vertices) == 4000
     assert cli.main(["score", mesh, str(DATA / "bunny_scans_20k.ply"), "--samples", "2000", "--csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "metric,value,convention" and lines[1].startswith("CD-L1,")
+    assert lines[0] == "metric,value,noise_floor,unit,convention,pred,gt,pred_input,gt_input,thresholds"
+    assert lines[1].startswith("CD-L1,")
 
 
 def test_volumetric_iou_for_watertight_meshes(tmp_path, capsys):
@@ -119,6 +122,14 @@ def test_batch_resumes_and_reports_bad_pairs(tmp_path):
     assert "missing.ply" in records[-1]["error"]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # the OS picks a port nobody uses; a fixed one collides under load
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_batch_under_torchrun_equals_one_process(tmp_path):
     manifest = tmp_path / "pairs.csv"
     meshes = ["bunny_res3.ply", "bunny_res4.ply", "armadillo.ply"]
@@ -128,11 +139,12 @@ def test_batch_under_torchrun_equals_one_process(tmp_path):
     single = run("batch", str(manifest), "--out", str(tmp_path / "one.jsonl"), *common)
     assert single.returncode == 0, single.stderr
     multi = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          "-m", "pointmetrics", "batch", str(manifest), "--out", str(tmp_path / "two.jsonl"), *common],
         capture_output=True, text=True, timeout=300,
     )
     assert multi.returncode == 0, multi.stderr
+    assert "terminate called" not in multi.stderr and "Traceback" not in multi.stderr
     one = {r["id"]: r["metrics"] for r in map(json.loads, (tmp_path / "one.jsonl").read_text().splitlines())}
     two = {r["id"]: r["metrics"] for r in map(json.loads, (tmp_path / "two.jsonl").read_text().splitlines())}
     assert one == two and len(one) == 3

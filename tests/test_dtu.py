@@ -134,3 +134,10 @@ def test_pcd_mode_and_errors(dtu_layout, tmp_path):
 def test_opcheck(gen):
     pts = torch.rand(500, 3, generator=gen, dtype=torch.float64)
     torch.library.opcheck(torch.ops.pointmetrics.greedy_radius_keep, (pts, 0.1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_greedy_reduction_accepts_half_precision(gen, dtype):
+    pts = (torch.rand(3000, 3, generator=gen) * 4).to(dtype)
+    keep = pm.greedy_radius_downsample(pts, 0.25)
+    assert torch.equal(keep, pm.greedy_radius_downsample(pts.float(), 0.25))

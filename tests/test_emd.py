@@ -158,3 +158,67 @@ def test_opcheck(gen):
     x, y = clouds("uniform", gen, 40, torch.float32)
     args = (x[None], y[None, :30].contiguous(), torch.tensor([40]), torch.tensor([30]), 1, 1e-3, 100_000)
     torch.library.opcheck(torch.ops.pointmetrics.auction_assignment, args)
+
+
+# Collapsed and duplicated predictions (common early in training) once made the auction fight over
+# one object per round: 172 identical points against 200 spread ones ran for minutes.
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("n,m,D", [(172, 200, 1), (200, 172, 3), (300, 300, 3), (150, 400, 5)])
+def test_collapsed_set_terminates_quickly_and_exactly(gen, p, n, m, D):
+    x = torch.zeros(n, D, dtype=torch.float64) + torch.rand(1, D, generator=gen, dtype=torch.float64)
+    y = torch.rand(m, D, generator=gen, dtype=torch.float64)
+    r, _ = check(x, y, p, 1e-3)
+    assert int(r.rounds) < 20 * max(n, m)  # the pre-fix schedule needed about (largest cost / eps) rounds
+
+
+@pytest.mark.parametrize("scale", [0.0, 1e-9])
+def test_near_collapsed_sets_terminate(gen, scale):
+    """Points within 1e-9 of one another (or identical) against a spread set, equal sizes."""
+    x = scale * torch.randn(512, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(512, 3, generator=gen, dtype=torch.float64)
+    check(x, y, 1, 1e-3)
+
+
+def test_identical_sets_are_matched_in_one_pass(gen):
+    x = torch.rand(1, 3, generator=gen).expand(1000, 3)
+    r = pm.earth_movers_distance(x, x.clone())
+    assert float(r.distance) == 0.0 and int(r.rounds) == 1
+    assert torch.equal(r.assignment, torch.arange(1000))
+
+
+@pytest.mark.parametrize("n,m", [(90, 250), (250, 90), (1, 50)])
+def test_unequal_sizes_are_exact_with_eps_scaling(gen, n, m):
+    x = torch.rand(n, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(m, 3, generator=gen, dtype=torch.float64) * 2
+    check(x, y, 1, 1e-4)
+
+
+def test_assignment_does_not_depend_on_thread_count(gen):
+    x = torch.rand(3000, 3, generator=gen, dtype=torch.float64)
+    y = torch.rand(3000, 3, generator=gen, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = pm.earth_movers_distance(x, y)
+        torch.set_num_threads(2)
+        two = pm.earth_movers_distance(x, y)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one.assignment, two.assignment) and int(one.rounds) == int(two.rounds)
+
+
+def test_empty_target_with_gradients_gives_nan_and_no_error():
+    x = torch.rand(5, 3, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        r = pm.earth_movers_distance(x, torch.zeros(0, 3))
+    assert torch.isnan(r.distance) and torch.equal(r.assignment, torch.full((5,), -1))
+
+
+def test_extreme_float32_coordinates_are_measured_in_float64(gen):
+    x = torch.rand(50, 3, generator=gen) * 1e19
+    y = x + torch.rand(50, 3, generator=gen) * 1e18
+    r = pm.earth_movers_distance(x, y)
+    want = exact(x.double(), y.double(), 1)
+    assert r.distance.dtype == torch.float64 and abs(float(r.distance) - want) <= 1e-3 * want
+    with pytest.raises(ValueError, match="y has coordinates"):
+        pm.earth_movers_distance(x.double(), y.double() * 1e140)

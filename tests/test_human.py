@@ -43,7 +43,7 @@ def test_a_mesh_against_itself_is_zero(backend):
 def test_a_tilted_plane_gives_the_closed_form(backend, tilt):
     # Colour (n + 1) / 2 on every pixel: per pixel |n1 - n2|^2 / 4 = (1 - cos t) / 2.
     flat, tilted = big_plane(0.0), big_plane(tilt)
-    result = pm.normal_map_error(tilted, flat, backend=backend, views=[0.0], image_size=64)
+    result = pm.normal_map_error(tilted, flat, backend=backend, views=[0.0], image_size=64, allow_clipping=True)
     expected = (1 - math.cos(math.radians(tilt))) / 2
     torch.testing.assert_close(result.error_images, torch.full_like(result.error_images, expected))
     assert math.isclose(float(result.error), expected, rel_tol=1e-12)
@@ -65,7 +65,7 @@ def test_silhouette_mismatch_counts_against_the_background():
     plane = big_plane(0.0)
     away = (plane[0] + torch.tensor([10.0, 0, 0]), plane[1])
     for backend, background in (("icon2022", 1.0), ("econ", (1 - 1 / math.sqrt(3)) / 2)):
-        result = pm.normal_map_error(plane, away, backend=backend, views=[0.0], image_size=16)
+        result = pm.normal_map_error(plane, away, backend=backend, views=[0.0], image_size=16, allow_clipping=True)
         colour = torch.tensor([0.5, 0.5, 1.0], dtype=torch.float64)
         expected = float(((colour - background) ** 2).sum())
         assert math.isclose(float(result.error), expected, rel_tol=1e-12)
@@ -85,10 +85,16 @@ def test_pngs_are_one_argument_away(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in result.files] == ["normals_pred.png", "normals_gt.png", "normal_error.png"]
     import matplotlib.image
 
+    from pointmetrics.report import labelled_strip
+
     image = matplotlib.image.imread(result.files[0])
-    assert image.shape[:2] == (32, 4 * 32)
-    np.testing.assert_allclose(image[..., :3], result.pred_images.permute(1, 0, 2, 3).reshape(32, 128, 3).numpy(),
-                               atol=1 / 255)
+    labels = ["MODEL TURNED 0 DEG", "MODEL TURNED 180 DEG", "MODEL TURNED 90 DEG", "MODEL TURNED 270 DEG"]
+    canvas, offsets = labelled_strip(np.zeros((4, 32, 32, 3), np.uint8), labels, "PREDICTION NORMALS")
+    assert image.shape[:2] == canvas.shape[:2]
+    for k, (row, column) in enumerate(offsets):  # each view, apart from its neighbours, under its label
+        np.testing.assert_allclose(image[row:row + 32, column:column + 32, :3], result.pred_images[k].numpy(),
+                                   atol=1 / 255)
+    assert all(b - a > 32 for (_, a), (_, b) in zip(offsets, offsets[1:]))
 
 
 def pytorch3d_point_triangle(p, a, b, c, min_area):
@@ -193,3 +199,44 @@ def test_command_prints_json_and_writes_pngs(tmp_path, capsys):
     code = cli.main(["human", str(pred), str(gt), "--image-size", "32", "--backend", "econ"])
     text = capsys.readouterr().out
     assert code == 0 and "Chamfer" in text and "backend econ" in text
+
+
+def smpl_in_metres():
+    g = load(DATA / "smpl_body.ply")
+    return g.vertices, g.faces
+
+
+@pytest.mark.parametrize("backend", ["icon2022", "econ"])
+def test_a_mesh_outside_the_normalised_frame_is_refused(backend):
+    v, f = smpl_in_metres()  # feet at y = 0, head at 1.79: only the legs would be in view
+    assert float(v[:, 1].max()) > 1.5
+    with pytest.raises(ValueError, match=r"pred.*\[-1, 1\] evaluation frame"):
+        pm.human_eval((v, f), body(), backend=backend, image_size=16, num_samples=100)
+    with pytest.raises(ValueError, match=r"gt.*\[-1, 1\] evaluation frame"):
+        pm.normal_map_error(body(), (v, f), backend=backend, image_size=16)
+    shifted = (body()[0] + torch.tensor([0.0, 0.2, 0.0], dtype=v.dtype), f)  # 0.9 + 0.2: the head leaves the view
+    with pytest.raises(ValueError, match="frame"):
+        pm.human_eval(shifted, body(), backend=backend, image_size=16, num_samples=100)
+    clipped = pm.human_eval((v, f), (v, f), backend=backend, image_size=16, num_samples=100, allow_clipping=True,
+                            min_triangle_area=None)
+    assert clipped.normal == 0
+
+
+@pytest.mark.parametrize("backend", ["icon2022", "econ"])
+def test_a_zero_area_mesh_is_refused_by_both_backends(backend):
+    v = torch.tensor([[0.0, 0, 0], [0.5, 0, 0], [0.9, 0, 0]], dtype=torch.float64)
+    f = torch.tensor([[0, 1, 2]])
+    with pytest.raises(ValueError, match="pred.*positive area"):
+        pm.human_eval((v, f), body(), backend=backend, image_size=16, num_samples=100)
+
+
+def test_progress_reports_each_step():
+    steps = []
+    pm.human_eval(body(), body(), image_size=16, num_samples=100, progress=steps.append)
+    assert steps == ["sampling the surfaces", "point-to-surface distances", "rendering the normal maps"]
+
+
+def test_human_png_into_an_existing_file_fails_before_the_work(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(ValueError, match="taken.*not a directory"):
+        pm.human_eval(body(), body(), image_size=16, num_samples=100, save_dir=tmp_path / "taken")

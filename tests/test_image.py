@@ -1,6 +1,7 @@
 """PSNR, SSIM (against scikit-image) and S3IM (against SSIM of its virtual patch)."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -114,3 +115,58 @@ def test_s3im_permutations_and_errors(gen):
         pm.s3im(a, b.detach())
     with pytest.raises(ValueError, match="repeat"):
         pm.s3im(a, b.detach(), repeat=0, patch_height=8, patch_width=8)
+
+
+# ------------------------------------------------------------------------------------------------
+# Any image size, empty masks (issue 13)
+
+
+@pytest.mark.parametrize("padding", ["valid", "zeros"])
+@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4, 7, 11])
+@pytest.mark.parametrize("size", [(1, 1), (1, 6), (5, 1), (2, 2), (3, 9), (12, 12)])
+def test_ssim_works_or_names_the_size_for_every_image_and_kernel(gen, padding, kernel_size, size):
+    a, b = noisy_pair(gen, (2, 3, *size))
+    pad = 0 if padding == "valid" else (kernel_size - 1) // 2
+    if min(size) + 2 * pad < kernel_size:
+        with pytest.raises(ValueError, match=re.escape(f"size {tuple(size)}") + f".*kernel_size={kernel_size}"):
+            pm.ssim(a, b, kernel_size=kernel_size, padding=padding)
+        return
+    got = pm.ssim(a, b, kernel_size=kernel_size, padding=padding, reduction=None)
+    assert got.shape == (2,) and torch.isfinite(got).all()
+    assert torch.allclose(pm.ssim(a, a, kernel_size=kernel_size, padding=padding), torch.ones((), dtype=a.dtype))
+    if padding == "zeros":  # zero padding as pytorch-ssim (the same formula written out independently)
+        torch.testing.assert_close(got[0], pytorch_ssim(a[:1], b[:1], kernel_size, 1))
+
+
+def test_ssim_one_pixel_high_even_kernel_is_a_value_error():
+    with pytest.raises(ValueError, match=r"size \(1, 5\).*kernel_size=2"):
+        pm.ssim(torch.rand(1, 5), torch.rand(1, 5), kernel_size=2, padding="zeros")
+
+
+def test_ssim_and_s3im_argument_errors(gen):
+    a, b = noisy_pair(gen, (1, 3, 16, 16))
+    with pytest.raises(ValueError, match="sigma"):
+        pm.ssim(a, b, sigma=0.0)
+    with pytest.raises(ValueError, match="data_range"):
+        pm.ssim(a, b, data_range=float("inf"))
+    with pytest.raises(ValueError, match="channels"):
+        pm.ssim(a[:, :0], b[:, :0])
+    with pytest.raises(ValueError, match="kernel_size"):
+        pm.s3im(a.reshape(-1, 3)[:4], b.reshape(-1, 3)[:4], kernel_size=4, patch_height=1, patch_width=4, repeat=1)
+    with pytest.warns(RuntimeWarning, match="no images"):
+        assert math.isnan(float(pm.ssim(a[:0], b[:0])))
+    assert pm.ssim(a[:0], b[:0], reduction=None).shape == (0,)
+
+
+def test_psnr_over_no_pixels_is_nan_with_a_warning(gen):
+    a, b = noisy_pair(gen, (2, 3, 8, 8))
+    with pytest.warns(RuntimeWarning, match="mask"):
+        assert math.isnan(float(pm.psnr(a, b, mask=torch.zeros(8, 8, dtype=torch.bool))))
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    mask[0, :, :4] = True
+    with pytest.warns(RuntimeWarning, match="mask"):
+        per_image = pm.psnr(a, b, mask=mask, dim=(1, 2, 3))
+    assert math.isnan(float(per_image[1]))
+    torch.testing.assert_close(per_image[0], pm.psnr(a[0, :, :4], b[0, :, :4]))
+    with pytest.warns(RuntimeWarning, match="no pixels"):
+        assert math.isnan(float(pm.psnr(a[:0], b[:0])))

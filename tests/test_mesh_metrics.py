@@ -148,3 +148,16 @@ def test_sampler_beyond_multinomial_limit_follows_areas(monkeypatch):
     counts = torch.bincount(s.face_idx, minlength=3).double()
     assert counts[1] == 0
     assert abs(float(counts[2] / counts.sum()) - 0.75) < 0.01
+
+
+def test_point_mesh_distance_of_an_empty_cloud_is_nan_with_a_warning(gen):
+    verts = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]], dtype=torch.float64)
+    faces = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=torch.int16)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        r = pm.point_mesh_distance(torch.zeros(0, 3, dtype=torch.float64), verts, faces, samples=50, generator=gen)
+    assert torch.isnan(r.chamfer).all()
+    points = torch.rand(2, 30, 3, generator=gen, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="empty"):
+        r = pm.point_mesh_distance(points, verts[None].expand(2, 4, 3), faces[None].expand(2, 4, 3).to(torch.uint8),
+                                   samples=50, generator=gen, points_lengths=torch.tensor([30, 0]))
+    assert torch.isfinite(r.chamfer[0]) and torch.isnan(r.chamfer[1])

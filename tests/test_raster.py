@@ -286,3 +286,47 @@ def test_opcheck(gen):
     clip = random_clip(gen, 30, True)[None, None].float()
     faces = torch.randint(0, 30, (1, 40, 3), generator=gen)
     torch.library.opcheck(ops.rasterize_triangles, (clip, faces, torch.tensor([40]), 9, 11))
+
+
+# ------------------------------------------------------------------------------------------------
+# Empty meshes (issue 13)
+
+
+@pytest.mark.parametrize("shading", ["smooth", "flat"])
+@pytest.mark.parametrize("space", ["view", "world"])
+@pytest.mark.parametrize("n_verts", [0, 4])
+def test_meshes_without_faces_render_background_only(shading, space, n_verts):
+    verts = torch.rand(n_verts, 3, dtype=torch.float64, requires_grad=True)
+    faces = torch.zeros(0, 3, dtype=torch.int64)
+    cameras = pm.Cameras.orthographic(pm.rotation_y([0, 90]))
+    frags = pm.rasterize(verts, faces, cameras, (6, 7))
+    assert frags.face.shape == (2, 6, 7) and torch.all(frags.face == -1)
+    assert torch.all(frags.bary == 0) and torch.all(torch.isinf(frags.depth))
+    maps = pm.render_normals(verts, faces, cameras, (6, 7), space=space, shading=shading)
+    assert maps.normals.shape == (2, 6, 7, 3) and not maps.mask.any() and torch.all(maps.normals == 0)
+    assert torch.all(maps.fragments.face == -1)
+    maps.normals.sum().backward()  # a zero gradient, not an error
+    assert verts.grad is None or torch.all(verts.grad == 0)
+    assert pm.vertex_normals(verts, faces).shape == (n_verts, 3)
+    assert torch.all(pm.vertex_normals(verts, faces, weighting="angle") == 0)
+
+
+def test_a_batch_with_an_empty_mesh_renders_it_as_background():
+    verts = torch.tensor([[-0.5, -0.5, 0.0], [0.5, -0.5, 0.0], [0.0, 0.5, 0.0]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2]])
+    cameras = pm.Cameras.orthographic(pm.rotation_y([0]))
+    maps = pm.render_normals([verts, verts], [faces, faces[:0]], cameras, 8)
+    assert maps.mask[0].any() and not maps.mask[1].any()
+    single = pm.render_normals(verts, faces, cameras, 8)
+    torch.testing.assert_close(maps.normals[0], single.normals)
+
+
+def test_normal_map_error_of_an_empty_and_of_a_half_mesh():
+    verts = torch.tensor([[-0.5, -0.4, -0.3], [0.6, -0.3, -0.2], [-0.2, 0.7, -0.1], [0.1, 0.0, 0.65]])
+    faces = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    for backend in ("icon2022", "econ"):
+        half_pred = (verts.half(), faces.to(torch.int16))
+        same = pm.normal_map_error(half_pred, (verts, faces), backend=backend, image_size=32)
+        assert float(same.error) < 1e-3
+        with pytest.warns(RuntimeWarning):
+            pm.normal_map_error((verts, faces[:0]), (verts, faces), backend=backend, image_size=32)

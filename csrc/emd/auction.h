@@ -1,17 +1,12 @@
-// The pieces of the auction algorithm for the assignment problem (Bertsekas 1979, 1988) that are
-// the same on host and device: transport costs, a bidder's bid, and its term of the dual bound.
+// The pieces of the auction algorithm for the assignment problem (Bertsekas 1979, 1988) that do not
+// depend on the schedule of bids: transport costs, a bidder's best two objects, and its bid.
 //
 // Bidders are points x_i, objects are points y_j, the cost of assigning i to j is
 // c_ij = |x_i - y_j| (P == 1) or |x_i - y_j|^2 (P == 2), and a bidder values object j at
 // v_ij = -c_ij - p_j. A bid goes to the best object j1 and raises its price to
 // p_j1 + (v_1 - v_2) + eps, where v_2 is the second-best value: afterwards the bidder is within eps
 // of its best choice (eps-complementary slackness), which bounds the final cost by OPT + n * eps.
-//
-// Candidate lists make a bid cheap: each bidder first looks at its K nearest objects only. Any
-// other object costs at least the K-th candidate's cost c_K and has a price of at least the
-// smallest price p_min (prices never fall), so its value is at most -c_K - p_min. When the best
-// candidate beats that bound the bid is exact; using max(v_2, bound) as the second value only
-// lowers the increment, which keeps eps-complementary slackness. Otherwise the bidder scans all.
+// Arithmetic goes through common.h's FMA-free helpers, so every backend rounds the same way.
 #pragma once
 
 #include <cmath>
@@ -33,53 +28,51 @@ PM_HD double pair_cost(const scalar_t* a, const scalar_t* b, int D) {
   return P == 2 ? acc : std::sqrt(acc);
 }
 
-struct Bid {
-  int64_t object;  // -1: no object to bid for
-  double price;    // the object's new price
-};
-
-// Best and second-best values over objects, ties to the smaller object index.
+// Best and second-best values over objects, ties to the smaller object index. j2 is the object
+// that gave v2: a bid computed at earlier prices is still the bid at today's prices when neither
+// j1 nor j2 has been repriced since (prices only rise, so every other value can only have fallen).
 struct TopTwo {
   double v1, v2;
-  int64_t j1;
+  int64_t j1, j2;
 
   PM_HD void consider(double v, int64_t j) {
     if (v > v1 || (v == v1 && j < j1)) {
       v2 = v1;
+      j2 = j1;
       v1 = v;
       j1 = j;
-    } else if (v > v2) {
+    } else if (v > v2 || (v == v2 && j < j2)) {
       v2 = v;
+      j2 = j;
     }
   }
 };
 
-// Bid of bidder x_i among objects y (M of them, D coordinates each) at the given prices.
-// cand: the bidder's K nearest objects; min_price: a lower bound on every price.
+struct Bid {
+  int64_t object;  // -1: no object to bid for
+  double price;    // the object's new price
+  int64_t second;  // the second-best object (-1 if none): the bid stays valid while j1, j2 keep their prices
+};
+
+// The bid of a bidder whose best two objects are `top`: the best object, its price raised until the
+// bidder is indifferent between it and the second best, plus eps. A single object is raised by eps.
+PM_HD Bid bid_from(const TopTwo& top, const double* prices, double eps) {
+  if (top.j1 < 0) return Bid{-1, 0.0, -1};
+  const double increment = top.j2 < 0 ? eps : add(sub(top.v1, top.v2), eps);
+  return Bid{top.j1, add(prices[top.j1], increment), top.j2};
+}
+
+// Best two objects for bidder x_i by scanning all M objects. A null x_i is a dummy bidder (see
+// emd_cpu.cpp): every object costs it 0, so only prices matter.
 template <int P, typename scalar_t>
-PM_HD Bid auction_bid(const scalar_t* xi, const scalar_t* y, int D, int64_t M, const int64_t* cand, int K,
-                      const double* prices, double min_price, double eps) {
+PM_HD TopTwo scan_top_two(const scalar_t* xi, const scalar_t* y, int D, int64_t M, const double* prices) {
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  TopTwo top{neg_inf, neg_inf, -1};
-  double farthest = 0.0;
-  for (int k = 0; k < K; ++k) {
-    const int64_t j = cand[k];
-    const double c = pair_cost<P>(xi, y + j * D, D);
-    farthest = c > farthest ? c : farthest;
-    top.consider(-c - prices[j], j);
+  TopTwo top{neg_inf, neg_inf, -1, -1};
+  for (int64_t j = 0; j < M; ++j) {
+    const double c = xi == nullptr ? 0.0 : pair_cost<P>(xi, y + j * D, D);
+    top.consider(sub(-c, prices[j]), j);
   }
-  if (K < M) {
-    const double outside = -farthest - min_price;  // no other object is worth more
-    if (top.v1 >= outside) {
-      top.v2 = top.v2 > outside ? top.v2 : outside;
-    } else {  // the best object may lie outside the candidates: scan them all
-      top = TopTwo{neg_inf, neg_inf, -1};
-      for (int64_t j = 0; j < M; ++j) top.consider(-pair_cost<P>(xi, y + j * D, D) - prices[j], j);
-    }
-  }
-  if (top.j1 < 0) return Bid{-1, 0.0};
-  const double increment = top.v2 == neg_inf ? eps : (top.v1 - top.v2) + eps;  // a single object: eps
-  return Bid{top.j1, prices[top.j1] + increment};
+  return top;
 }
 
 // The objects (3D) in a kd-tree (nn/point_tree.h) whose nodes also hold the smallest price in
@@ -100,10 +93,11 @@ struct PriceTreeView {
 template <int P, typename scalar_t>
 PM_HD TopTwo cheapest_objects(const PriceTreeView<scalar_t>& t, const scalar_t* x, const double* prices, int want) {
   const double inf = std::numeric_limits<double>::infinity();
-  TopTwo top{-inf, -inf, -1};  // holds -w, so that larger is better
+  TopTwo top{-inf, -inf, -1, -1};  // holds -w, so that larger is better
   int found = 0;
   auto threshold = [&]() { return found < want ? inf : -(want == 1 ? top.v1 : top.v2); };
   auto lower_bound = [&](int64_t node) {
+    if (x == nullptr) return t.min_price[node];  // a dummy bidder: every cost is 0
     const double q[3] = {static_cast<double>(x[0]), static_cast<double>(x[1]), static_cast<double>(x[2])};
     double lo[3], hi[3];
     for (int a = 0; a < 3; ++a) {
@@ -111,7 +105,7 @@ PM_HD TopTwo cheapest_objects(const PriceTreeView<scalar_t>& t, const scalar_t* 
       hi[a] = static_cast<double>(t.hi[3 * node + a]);
     }
     const double d2 = box_lower_bound<double, 2>(lo, hi, q);
-    return (P == 2 ? d2 : std::sqrt(d2)) + t.min_price[node];
+    return add(P == 2 ? d2 : std::sqrt(d2), t.min_price[node]);
   };
   int64_t stack[kTreeStack];
   double bound[kTreeStack];
@@ -127,7 +121,8 @@ PM_HD TopTwo cheapest_objects(const PriceTreeView<scalar_t>& t, const scalar_t* 
       const int64_t end = begin + kLeafSize < t.n ? begin + kLeafSize : t.n;
       for (int64_t s = begin; s < end; ++s) {
         const int64_t j = t.idx[s];
-        top.consider(-(pair_cost<P>(x, t.pts + 3 * s, 3) + prices[j]), j);
+        const double c = x == nullptr ? 0.0 : pair_cost<P>(x, t.pts + 3 * s, 3);
+        top.consider(sub(-c, prices[j]), j);
         ++found;
       }
       continue;
@@ -147,29 +142,6 @@ PM_HD TopTwo cheapest_objects(const PriceTreeView<scalar_t>& t, const scalar_t* 
     }
   }
   return top;
-}
-
-// The bid of bidder x (3 coordinates) through the price tree; same bid as auction_bid.
-template <int P, typename scalar_t>
-PM_HD Bid tree_bid(const PriceTreeView<scalar_t>& t, const scalar_t* x, const double* prices, double eps) {
-  const TopTwo top = cheapest_objects<P>(t, x, prices, 2);
-  if (top.j1 < 0) return Bid{-1, 0.0};
-  const double neg_inf = -std::numeric_limits<double>::infinity();
-  const double increment = top.v2 == neg_inf ? eps : (top.v1 - top.v2) + eps;
-  return Bid{top.j1, prices[top.j1] + increment};
-}
-
-// Bidder i's term min_j (c_ij + p_j) of the dual bound
-//   LB(p) = sum_i min_j (c_ij + p_j) - sum_j p_j  <=  optimal cost,
-// valid for any prices p >= 0, whatever the assignment.
-template <int P, typename scalar_t>
-PM_HD double dual_term(const scalar_t* xi, const scalar_t* y, int D, int64_t M, const double* prices) {
-  double best = std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < M; ++j) {
-    const double v = pair_cost<P>(xi, y + j * D, D) + prices[j];
-    best = v < best ? v : best;
-  }
-  return best;
 }
 
 }  // namespace pm

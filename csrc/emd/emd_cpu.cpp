@@ -1,7 +1,7 @@
-// CPU implementation of the auction assignment op: eps-scaling, Jacobi rounds (all unassigned
-// bidders bid at once, each object goes to its highest bid, ties to the smaller bidder index),
-// bids computed in parallel through a kd-tree that keeps the smallest price of every subtree.
-// Deterministic: no step depends on thread timing.
+// CPU implementation of the auction assignment op: eps-scaling over the problem made square with
+// zero-cost dummy bidders, Gauss-Seidel bidding (each bid sees the prices of the bids before it),
+// bids speculatively computed in parallel through a kd-tree that keeps the smallest price of every
+// subtree. Deterministic: no step depends on thread timing.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -38,8 +38,12 @@ void check_auction_args(const at::Tensor& x, const at::Tensor& y, const at::Tens
 
 namespace {
 
-// One problem: `n` bidders against `m` >= n objects, D coordinates each. With D == 3 the
-// objects sit in a price tree; otherwise every bid scans all objects.
+// One problem: `n` bidders against `m` >= n objects, D coordinates each, made square by m - n
+// dummy bidders (indices n..m-1) to whom every object costs 0. The square problem has the same
+// optimal cost (the dummies take the objects nobody is matched to, for free), and being square it
+// keeps eps-complementary slackness through eps-scaling, which the plain n < m auction does not:
+// without scaling a collapsed prediction (all x equal) needs ~(largest cost / final eps) rounds.
+// With D == 3 the objects sit in a price tree; otherwise every bid scans all objects.
 template <int P, typename scalar_t>
 struct Problem {
   const scalar_t* bidders;
@@ -59,19 +63,23 @@ struct Problem {
       double lo = std::numeric_limits<double>::infinity(), hi = -lo;
       for (int64_t i = 0; i < n; ++i) lo = std::min(lo, double(bidders[i * D + d])), hi = std::max(hi, double(bidders[i * D + d]));
       for (int64_t j = 0; j < m; ++j) lo = std::min(lo, double(objects[j * D + d])), hi = std::max(hi, double(objects[j * D + d]));
-      diagonal2 += (hi - lo) * (hi - lo);
+      diagonal2 = add(diagonal2, mul(sub(hi, lo), sub(hi, lo)));
     }
     return P == 2 ? diagonal2 : std::sqrt(diagonal2);
   }
 
-  Bid bid(int64_t i, const std::vector<double>& prices, double min_all, double eps) const {
-    if (tree.n > 0) return tree_bid<P>(tree, bidders + i * D, prices.data(), eps);
-    return auction_bid<P>(bidders + i * D, objects, D, m, nullptr, 0, prices.data(), min_all, eps);
+  // Best two objects of bidder i (a dummy for i >= n) at the current prices.
+  TopTwo top_two(int64_t i, const std::vector<double>& prices) const {
+    const scalar_t* xi = i < n ? bidders + i * D : nullptr;
+    if (tree.n > 0) return cheapest_objects<P>(tree, xi, prices.data(), 2);
+    return scan_top_two<P>(xi, objects, D, m, prices.data());
   }
 
+  // min_j (c_ij + p_j): bidder i's term of the dual bound.
   double cheapest(int64_t i, const std::vector<double>& prices) const {
-    if (tree.n > 0) return -cheapest_objects<P>(tree, bidders + i * D, prices.data(), 1).v1;
-    return dual_term<P>(bidders + i * D, objects, D, m, prices.data());
+    const scalar_t* xi = i < n ? bidders + i * D : nullptr;
+    if (tree.n > 0) return -cheapest_objects<P>(tree, xi, prices.data(), 1).v1;
+    return -scan_top_two<P>(xi, objects, D, m, prices.data()).v1;
   }
 
   // A raised price: refresh the smallest price of the object's leaf and of its ancestors.
@@ -98,75 +106,74 @@ struct Problem {
   }
 };
 
-// Runs Jacobi rounds at fixed eps until every bidder holds an object. Returns false if the
-// round budget ran out first.
+// Runs one eps phase of the Gauss-Seidel auction until every bidder (dummies included) holds an
+// object: bidders bid one after another, each against the prices its predecessors left, in a
+// fixed order (the queue of unassigned bidders, then the bidders they displaced). Bidding in
+// sequence is what makes near-identical bidders spread over distinct objects at once; in
+// simultaneous (Jacobi) rounds they all bid for the same object and one wins per round.
+// The bids of a round are first computed in parallel at the round's starting prices; a bid whose
+// best or second-best object has been repriced earlier in the round is recomputed in sequence,
+// so the outcome is exactly the sequential one, whatever the threads do.
+// Returns false if the round budget ran out first.
 template <int P, typename scalar_t>
 bool run_phase(Problem<P, scalar_t>& pr, double eps, std::vector<double>& prices, std::vector<int64_t>& owner,
                std::vector<int64_t>& assigned, int64_t& rounds, int64_t max_rounds) {
   std::fill(owner.begin(), owner.end(), -1);
   std::fill(assigned.begin(), assigned.end(), -1);
-  std::vector<int64_t> unassigned(pr.n), touched, next;
-  std::iota(unassigned.begin(), unassigned.end(), 0);
+  std::vector<int64_t> queue(pr.m), next;
+  std::iota(queue.begin(), queue.end(), 0);
   std::vector<Bid> bids;
-  std::vector<double> win_price(pr.m, -std::numeric_limits<double>::infinity());
-  std::vector<int64_t> win_bidder(pr.m, -1);
-  while (!unassigned.empty()) {
+  std::vector<int64_t> repriced(pr.m, -1);  // the round in which each object's price last rose
+  while (!queue.empty()) {
     if (++rounds > max_rounds) return false;
-    const double min_all = pr.tree.n > 0 ? 0.0 : *std::min_element(prices.begin(), prices.end());
-    const int64_t count = static_cast<int64_t>(unassigned.size());
+    const int64_t count = static_cast<int64_t>(queue.size());
     bids.resize(count);
     auto bid = [&](int64_t u0, int64_t u1) {
-      for (int64_t u = u0; u < u1; ++u) bids[u] = pr.bid(unassigned[u], prices, min_all, eps);
+      for (int64_t u = u0; u < u1; ++u) bids[u] = bid_from(pr.top_two(queue[u], prices), prices.data(), eps);
     };
     if (count >= 64) {  // late rounds have few bidders: waking threads would cost more than the bids
       at::parallel_for(0, count, 16, bid);
     } else {
       bid(0, count);
     }
-    touched.clear();
-    for (int64_t u = 0; u < count; ++u) {  // each object: highest bid, then smaller bidder index
-      const Bid& b = bids[u];
-      const int64_t i = unassigned[u];
-      if (win_bidder[b.object] < 0) touched.push_back(b.object);
-      if (win_bidder[b.object] < 0 || b.price > win_price[b.object] ||
-          (b.price == win_price[b.object] && i < win_bidder[b.object])) {
-        win_price[b.object] = b.price;
-        win_bidder[b.object] = i;
-      }
-    }
     next.clear();
     for (int64_t u = 0; u < count; ++u) {
-      if (win_bidder[bids[u].object] != unassigned[u]) next.push_back(unassigned[u]);  // outbid
-    }
-    for (int64_t j : touched) {
-      if (owner[j] >= 0) {  // the previous owner loses the object
+      const int64_t i = queue[u];
+      Bid b = bids[u];
+      const bool stale = (b.object >= 0 && repriced[b.object] == rounds) || (b.second >= 0 && repriced[b.second] == rounds);
+      if (stale) b = bid_from(pr.top_two(i, prices), prices.data(), eps);
+      const int64_t j = b.object;
+      if (owner[j] >= 0) {  // the previous owner loses the object and bids again next round
         assigned[owner[j]] = -1;
         next.push_back(owner[j]);
       }
-      owner[j] = win_bidder[j];
-      assigned[win_bidder[j]] = j;
-      prices[j] = win_price[j];
+      owner[j] = i;
+      assigned[i] = j;
+      prices[j] = b.price;
+      repriced[j] = rounds;
       pr.raise(j, prices);
-      win_bidder[j] = -1;
-      win_price[j] = -std::numeric_limits<double>::infinity();
     }
-    std::sort(next.begin(), next.end());
-    unassigned.swap(next);
+    queue.swap(next);
   }
   return true;
 }
 
-// LB(p) = sum_i min_j (c_ij + p_j) - sum_j p_j <= optimal cost, for any prices p >= 0.
+// LB(p) = sum_i min_j (c_ij + p_j) - sum_j p_j <= optimal cost, for any prices p >= 0; the sum
+// over i includes the m - n dummies, whose term is the smallest price.
 template <int P, typename scalar_t>
 double dual_bound(const Problem<P, scalar_t>& pr, const std::vector<double>& prices) {
   std::vector<double> terms(pr.n);
   at::parallel_for(0, pr.n, 64, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) terms[i] = pr.cheapest(i, prices);
   });
-  return std::accumulate(terms.begin(), terms.end(), 0.0) - std::accumulate(prices.begin(), prices.end(), 0.0);
+  double bound = 0.0;
+  for (double t : terms) bound = add(bound, t);
+  if (pr.m > pr.n) bound = add(bound, mul(static_cast<double>(pr.m - pr.n), pr.cheapest(pr.n, prices)));
+  for (double p : prices) bound = sub(bound, p);
+  return bound;
 }
 
-// Solves one problem; writes each bidder's object and the stats of emd.h.
+// Solves one problem; writes each real bidder's object and the stats of emd.h.
 template <int P, typename scalar_t>
 void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t* out, double* stats) {
   std::fill(stats, stats + kStats, 0.0);
@@ -175,16 +182,14 @@ void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t
   std::vector<double> prices(pr.m, 0.0);
   pr.reset_prices(prices);
   // The nearest objects' costs sum to a lower bound on the optimum: the final eps keeps
-  // n * eps within the tolerance of it. The first eps is a fifth of the largest possible cost
+  // m * eps within the tolerance of it. The first eps is a fifth of the largest possible cost
   // (Bertsekas): starting from local costs invites price wars when some points must travel far.
   const double nearest = dual_bound(pr, prices);
   const double largest = pr.largest_cost();
-  const double eps_target = std::max(rel_tol * nearest / pr.n, 1e-12 * largest + 1e-300);
-  // Forward auction keeps the eps bound for n < m only when it starts from zero prices and runs
-  // once (unassigned objects must keep price 0), so unequal sizes run a single phase.
-  const bool scaling = pr.n == pr.m;
-  double eps = scaling ? std::max(largest / 5.0, eps_target) : eps_target;
-  std::vector<int64_t> owner(pr.m), assigned(pr.n);
+  TORCH_CHECK(std::isfinite(largest), "auction_assignment: the points' costs overflow double precision");
+  const double eps_target = std::max(rel_tol * nearest / static_cast<double>(pr.m), 1e-12 * largest + 1e-300);
+  double eps = std::max(largest / 5.0, eps_target);
+  std::vector<int64_t> owner(pr.m), assigned(pr.m);
   int64_t rounds = 0, phases = 0;
   double cost = 0.0, lower = nearest;
   while (true) {
@@ -194,17 +199,17 @@ void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t
       break;
     }
     cost = 0.0;
-    for (int64_t i = 0; i < pr.n; ++i) cost += pr.cost(i, assigned[i]);
-    const bool last = eps <= eps_target || !scaling;
-    // eps-complementary slackness gives cost <= OPT + n eps; once that could be within the
+    for (int64_t i = 0; i < pr.n; ++i) cost = add(cost, pr.cost(i, assigned[i]));
+    const bool last = eps <= eps_target;
+    // eps-complementary slackness gives cost <= OPT + m eps; once that could be within the
     // tolerance, the dual bound says how close the assignment actually is.
-    if (last || pr.n * eps <= rel_tol * cost) {
+    if (last || static_cast<double>(pr.m) * eps <= rel_tol * cost) {
       lower = std::max(lower, dual_bound(pr, prices));
       if (last || cost - lower <= rel_tol * std::max(lower, 0.0)) break;
     }
     eps = std::max(eps / 5.0, eps_target);
   }
-  std::copy(assigned.begin(), assigned.end(), out);
+  std::copy(assigned.begin(), assigned.begin() + pr.n, out);
   stats[kCost] = cost;
   stats[kLowerBound] = std::min(lower, cost);
   stats[kEps] = eps;

@@ -8,6 +8,7 @@
 
 #include <limits>
 
+#include "../lengths.h"
 #include "../nn/morton.h"
 #include "../nn/point_tree_build.h"
 #include "mesh.h"
@@ -91,13 +92,13 @@ at::Tensor kd_order_cuda(const at::Tensor& points, const at::Tensor& lengths) {
   TORCH_CHECK(lengths.sizes() == at::IntArrayRef({points.size(0)}) && lengths.scalar_type() == at::kLong,
               "kd_order: lengths must be (B,) int64");
   const c10::cuda::CUDAGuard guard(points.device());
-  return build_point_tree_aten(points.contiguous(), lengths.clamp(0, points.size(1))).idx;
+  return build_point_tree_aten(points.contiguous(), checked_lengths(lengths, points.size(1), "kd_order", "lengths")).idx;
 }
 
 at::Tensor triangle_frames_cuda(const at::Tensor& tris_in, const at::Tensor& face_lengths, int64_t faces) {
   check_frames_args(tris_in, face_lengths, faces);
   const c10::cuda::CUDAGuard guard(tris_in.device());
-  const at::Tensor tris = tris_in.contiguous(), fl = face_lengths.clamp(0, faces).contiguous();
+  const at::Tensor tris = tris_in.contiguous(), fl = checked_lengths(face_lengths, faces, "triangle_frames", "face_lengths");
   const int64_t B = tris.size(0), S = tris.size(1);
   at::Tensor frames = at::empty({B, faces, kFrameBytes}, tris.options().dtype(at::kByte));
   if (B * faces == 0) return frames;
@@ -120,7 +121,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cuda
   const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
   const at::Tensor frames = frames_in.contiguous(), slot_boxes = slot_boxes_in.contiguous();
   const int64_t B = points.size(0), N = points.size(1), S = tris.size(1), F = frames.size(1);
-  const at::Tensor pl = point_lengths.clamp(0, N), fl = face_lengths.clamp(0, F).contiguous();
+  const at::Tensor pl = checked_lengths(point_lengths, N, "closest_triangle", "point_lengths"),
+                   fl = checked_lengths(face_lengths, F, "closest_triangle", "face_lengths");
   at::Tensor dist2 = at::zeros({B, N}, points.options());
   at::Tensor out_face = at::full({B, N}, -1, face.options());
   at::Tensor bary = at::zeros({B, N, 3}, points.options());
@@ -151,7 +153,8 @@ at::Tensor winding_number_cuda(const at::Tensor& points_in, const at::Tensor& po
   const c10::cuda::CUDAGuard guard(points_in.device());
   const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
   const int64_t B = points.size(0), N = points.size(1), S = tris.size(1);
-  const at::Tensor pl = point_lengths.clamp(0, N), fl = face_lengths.clamp(0, S).contiguous();
+  const at::Tensor pl = checked_lengths(point_lengths, N, "winding_number", "point_lengths"),
+                   fl = checked_lengths(face_lengths, S, "winding_number", "face_lengths");
   at::Tensor out = at::zeros({B, N}, points.options());
   const at::Tensor order = query_order(points, pl, lo, hi);
   const int64_t total = order.numel();

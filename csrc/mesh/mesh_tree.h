@@ -59,7 +59,7 @@ struct ClosestTriangle {
   double dist2;   // squared distance of the best triangle so far
   int64_t face;   // its original face index (-1: none yet)
   int64_t slot;   // its position in tree order
-  double w[3];    // barycentric weights of the closest point
+  double w[3];    // barycentric weights of the closest point, of the frame's corners (frame_corners)
   double bound;   // accept only candidates within this squared distance until one is found
 
   PM_HD double threshold() const { return face < 0 ? bound : dist2; }
@@ -78,15 +78,21 @@ struct ClosestTriangle {
 };
 
 // Writes query `flat`'s answer, as every device does: squared distance, face, barycentric weights
-// and the closest point (from the slot's corners and the weights, in double).
+// (mapped from the frame's corners to the face's) and the closest point (from the slot's corners
+// and the weights, in double).
 template <typename scalar_t>
 PM_HD void write_closest(const TriangleTreeView<scalar_t>& t, const ClosestTriangle& best, int64_t flat,
                          scalar_t* dist2, int64_t* face, scalar_t* bary, scalar_t* closest) {
   dist2[flat] = static_cast<scalar_t>(best.dist2);
   face[flat] = best.face;
-  for (int k = 0; k < 3; ++k) bary[3 * flat + k] = static_cast<scalar_t>(best.w[k]);
   const scalar_t* c = t.tris + 9 * best.slot;
-  const Vec3 point = vec3(c) * best.w[0] + vec3(c + 3) * best.w[1] + vec3(c + 6) * best.w[2];
+  Vec3 corners[3];
+  int32_t order[3];
+  frame_corners(vec3(c), vec3(c + 3), vec3(c + 6), corners, order);
+  double w[3];
+  for (int k = 0; k < 3; ++k) w[order[k]] = best.w[k];
+  for (int k = 0; k < 3; ++k) bary[3 * flat + k] = static_cast<scalar_t>(w[k]);
+  const Vec3 point = vec3(c) * w[0] + vec3(c + 3) * w[1] + vec3(c + 6) * w[2];
   closest[3 * flat] = static_cast<scalar_t>(point.x);
   closest[3 * flat + 1] = static_cast<scalar_t>(point.y);
   closest[3 * flat + 2] = static_cast<scalar_t>(point.z);

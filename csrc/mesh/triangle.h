@@ -26,7 +26,7 @@ PM_HD Vec3 cross(Vec3 a, Vec3 b) {
 }
 PM_HD double norm(Vec3 a) { return std::sqrt(dot(a, a)); }
 
-// Closest point of a triangle to p, as barycentric coordinates (weights of a, b, c).
+// Closest point of a triangle to p, as barycentric coordinates (weights of its corners).
 // The region of the closest point is encoded by which weights are exactly zero: none (inside the
 // face), one (on an edge) or two (a vertex); torch relies on that to recompute the point.
 struct TrianglePoint {
@@ -34,86 +34,25 @@ struct TrianglePoint {
   double w[3];   // barycentric weights, summing to 1
 };
 
-// Closest point on segment a-b; a zero-length segment is its endpoint a.
-PM_HD TrianglePoint closest_on_segment(Vec3 p, Vec3 a, Vec3 b, int ia, int ib) {
-  const Vec3 ab = b - a;
-  const double len2 = dot(ab, ab);
-  double t = len2 > 0.0 ? dot(p - a, ab) / len2 : 0.0;
-  t = t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t);
-  TrianglePoint r{0.0, {0.0, 0.0, 0.0}};
-  r.w[ia] = sub(1.0, t);  // exactly 0 at t = 1, exactly 1 at t = 0: the region stays readable
-  r.w[ib] = t;
-  const Vec3 d = p - (a + ab * t);
-  r.dist2 = dot(d, d);
-  return r;
-}
-
-// Closest point on triangle (a, b, c) to p (Ericson, Real-Time Collision Detection, 5.1.5).
-// A triangle whose area is negligible against its edges (zero-area, collinear, repeated vertices,
-// slivers beyond double precision) is treated as its three edges, whatever its scale: the test is
-// relative, so tiny triangles are as exact as large ones.
-PM_HD TrianglePoint closest_on_triangle(Vec3 p, Vec3 a, Vec3 b, Vec3 c) {
-  const Vec3 ab = b - a, ac = c - a;
-  const double cross2 = dot(cross(ab, ac), cross(ab, ac));
-  const double scale2 = dot(ab, ab) * dot(ac, ac);
-  if (!(cross2 > 1e-24 * scale2) || !(cross2 > 0.0)) {
-    TrianglePoint best = closest_on_segment(p, a, b, 0, 1);
-    const TrianglePoint e2 = closest_on_segment(p, b, c, 1, 2);
-    const TrianglePoint e3 = closest_on_segment(p, c, a, 2, 0);
-    if (e2.dist2 < best.dist2) best = e2;
-    if (e3.dist2 < best.dist2) best = e3;
-    return best;
-  }
-  TrianglePoint r{0.0, {0.0, 0.0, 0.0}};
-  const Vec3 ap = p - a;
-  const double d1 = dot(ab, ap), d2 = dot(ac, ap);
-  if (d1 <= 0.0 && d2 <= 0.0) {  // vertex a
-    r.w[0] = 1.0;
-    r.dist2 = dot(ap, ap);
-    return r;
-  }
-  const Vec3 bp = p - b;
-  const double d3 = dot(ab, bp), d4 = dot(ac, bp);
-  if (d3 >= 0.0 && d4 <= d3) {  // vertex b
-    r.w[1] = 1.0;
-    r.dist2 = dot(bp, bp);
-    return r;
-  }
-  const Vec3 cp = p - c;
-  const double d5 = dot(ab, cp), d6 = dot(ac, cp);
-  if (d6 >= 0.0 && d5 <= d6) {  // vertex c
-    r.w[2] = 1.0;
-    r.dist2 = dot(cp, cp);
-    return r;
-  }
-  const double vc = sub(mul(d1, d4), mul(d3, d2));
-  if (vc <= 0.0 && d1 >= 0.0 && d3 <= 0.0) return closest_on_segment(p, a, b, 0, 1);  // edge ab
-  const double vb = sub(mul(d5, d2), mul(d1, d6));
-  if (vb <= 0.0 && d2 >= 0.0 && d6 <= 0.0) return closest_on_segment(p, a, c, 0, 2);  // edge ac
-  const double va = sub(mul(d3, d6), mul(d5, d4));
-  if (va <= 0.0 && d4 - d3 >= 0.0 && d5 - d6 >= 0.0) return closest_on_segment(p, b, c, 1, 2);  // edge bc
-  // Inside the face: project onto the plane.
-  const double denom = add(add(va, vb), vc);
-  const double v = vb / denom, w = vc / denom;
-  r.w[0] = sub(sub(1.0, v), w);
-  r.w[1] = v;
-  r.w[2] = w;
-  const Vec3 d = p - (a + ab * v + ac * w);
-  r.dist2 = dot(d, d);
-  return r;
-}
-
-// A triangle prepared once for many closest-point queries: corner a, edges ab and ac, their dot
-// products, and whether it is degenerate (closest_on_triangle's relative test). The corners are
-// put in a canonical order first (lexicographic by coordinates), so that every ordering of the
-// same three corners, and every duplicate of a face, gives bit-identical distances; `order` maps
-// the canonical corners back to the face's own.
+// A triangle prepared once for many closest-point queries, in a frame that keeps slivers (long,
+// thin triangles) well conditioned. Its corners a, b, c are ordered so that ab is the longest edge
+// (frame_corners); then c lies over ab (its foot falls between a and b), and the triangle is, in
+// the plane, (0, 0), (|ab|, 0), (cu, cv) with cv >= 0 the height of c over ab. A query is read in
+// that plane as x along ab and y along the unit vector v, and every region test is written on
+// coordinate differences (x - cu, y - cv, ...) rather than on differences of large dot products:
+// Ericson's signed areas (d1 d4 - d3 d2 ...) cancel catastrophically for slivers, by a factor of
+// |ab| / height, and chose the wrong region (issue 13). The result is the exact closest point of a
+// triangle and query perturbed by a few ulps of their coordinates. v comes from Gram-Schmidt done
+// twice: once leaves a component along ab of order eps |ab|, large against a small height. A
+// collinear triangle (or a point) has v = 0 and cv = 0, and the same tests then pick its longest
+// edge, so no degenerate case is special. Edges are kept as ab and ac, so a query at a corner is
+// at distance exactly 0.
 struct TriangleFrame {
   double a[3], ab[3], ac[3];
-  double aa, cc, abac;  // ab.ab, ac.ac, ab.ac
-  double degenerate;    // 1 or 0
-  int32_t order[3];     // canonical corner k is the face's corner order[k]
-  int32_t pad_;
+  double v[3];  // unit vector in the plane, orthogonal to ab, towards c; 0 for a collinear triangle
+  double aa;    // ab.ab
+  double abac;  // ab.ac = cu |ab|
+  double cv;    // height of c over the line ab
 };
 constexpr int64_t kFrameBytes = 120;  // the triangle_frames fake in pointmetrics/_ops.py: frames travel as uint8
 static_assert(sizeof(TriangleFrame) == kFrameBytes, "TriangleFrame must keep its size");
@@ -124,84 +63,125 @@ PM_HD bool coordinates_less(Vec3 u, Vec3 v) {
   return u.z < v.z;
 }
 
-PM_HD TriangleFrame make_frame(Vec3 p0, Vec3 p1, Vec3 p2) {
-  Vec3 c[3] = {p0, p1, p2};
-  int32_t order[3] = {0, 1, 2};
+// The corners of a frame: first put in a canonical order (lexicographic by coordinates), so that
+// every ordering of the same three corners, and every duplicate of a face, gives bit-identical
+// distances; then rotated so that the first two span the longest edge (ties to the earlier edge).
+// Frame corner k is the face's corner order[k]. write_closest calls it again to map the frame's
+// weights back, which keeps the order out of the 120 bytes.
+PM_HD void frame_corners(Vec3 p0, Vec3 p1, Vec3 p2, Vec3 c[3], int32_t order[3]) {
+  Vec3 s[3] = {p0, p1, p2};
+  int32_t o[3] = {0, 1, 2};
   for (int i = 1; i < 3; ++i) {  // insertion sort of three corners, stable
-    for (int j = i; j > 0 && coordinates_less(c[j], c[j - 1]); --j) {
-      const Vec3 t = c[j];
-      c[j] = c[j - 1];
-      c[j - 1] = t;
-      const int32_t o = order[j];
-      order[j] = order[j - 1];
-      order[j - 1] = o;
+    for (int j = i; j > 0 && coordinates_less(s[j], s[j - 1]); --j) {
+      const Vec3 t = s[j];
+      s[j] = s[j - 1];
+      s[j - 1] = t;
+      const int32_t k = o[j];
+      o[j] = o[j - 1];
+      o[j - 1] = k;
     }
   }
-  const Vec3 a = c[0], ab = c[1] - a, ac = c[2] - a;
-  const Vec3 n = cross(ab, ac);
-  const double cross2 = dot(n, n), aa = dot(ab, ab), cc = dot(ac, ac);
-  const bool degenerate = !(cross2 > 1e-24 * (aa * cc)) || !(cross2 > 0.0);
-  return TriangleFrame{{a.x, a.y, a.z}, {ab.x, ab.y, ab.z}, {ac.x, ac.y, ac.z}, aa, cc, dot(ab, ac),
-                       degenerate ? 1.0 : 0.0, {order[0], order[1], order[2]}, 0};
+  const Vec3 e01 = s[1] - s[0], e02 = s[2] - s[0], e12 = s[2] - s[1];
+  const double l01 = dot(e01, e01), l02 = dot(e02, e02), l12 = dot(e12, e12);
+  const int first = l01 >= l02 && l01 >= l12 ? 0 : (l02 >= l12 ? 0 : 1);
+  const int second = l01 >= l02 && l01 >= l12 ? 1 : 2;
+  const int third = 3 - first - second;
+  c[0] = s[first];
+  c[1] = s[second];
+  c[2] = s[third];
+  order[0] = o[first];
+  order[1] = o[second];
+  order[2] = o[third];
 }
 
-// closest_on_triangle on a prepared frame: d3..d6 of Ericson's algorithm follow from d1, d2 and
-// the frame's dot products (d3 = d1 - ab.ab and so on), so a query costs two dot products.
-PM_HD TrianglePoint canonical_closest_on_frame(Vec3 p, const TriangleFrame& f);
+PM_HD TriangleFrame make_frame(Vec3 p0, Vec3 p1, Vec3 p2) {
+  Vec3 c[3];
+  int32_t order[3];
+  frame_corners(p0, p1, p2, c, order);
+  const Vec3 a = c[0], ab = c[1] - a, ac = c[2] - a;
+  const double aa = dot(ab, ab);
+  Vec3 v{0.0, 0.0, 0.0};
+  double cv = 0.0;
+  if (aa > 0.0) {
+    const double len = std::sqrt(aa);
+    const Vec3 u{ab.x / len, ab.y / len, ab.z / len};
+    Vec3 h = ac - u * dot(ac, u);
+    h = h - u * dot(h, u);
+    const double hl = norm(h);
+    if (hl > 0.0) {
+      v = Vec3{h.x / hl, h.y / hl, h.z / hl};
+      cv = hl;
+    }
+  }
+  return TriangleFrame{{a.x, a.y, a.z}, {ab.x, ab.y, ab.z}, {ac.x, ac.y, ac.z}, {v.x, v.y, v.z}, aa, dot(ab, ac), cv};
+}
 
-// Closest point of a prepared triangle, weights in the face's own corner order.
+PM_HD bool same_point(Vec3 u, Vec3 v) { return u.x == v.x && u.y == v.y && u.z == v.z; }
+PM_HD double clamp01(double t) { return t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t); }
+
+// Closest point of a prepared triangle to p; weights of the frame's corners a, b, c (frame_corners
+// maps them to the face's). In-plane coordinates are kept scaled by |ab| (X = x |ab|, abac =
+// cu |ab|) and the tests multiplied by |ab|^2, so a query costs two dot products and no division
+// unless it lands on an edge or the face. The point is a + wb ab + wc ac, from the edges themselves.
 PM_HD TrianglePoint closest_on_frame(Vec3 p, const TriangleFrame& f) {
-  const TrianglePoint c = canonical_closest_on_frame(p, f);
-  TrianglePoint r{c.dist2, {0.0, 0.0, 0.0}};
-  for (int k = 0; k < 3; ++k) r.w[f.order[k]] = c.w[k];
+  const Vec3 a{f.a[0], f.a[1], f.a[2]}, ab{f.ab[0], f.ab[1], f.ab[2]}, ac{f.ac[0], f.ac[1], f.ac[2]};
+  const Vec3 ap = p - a;
+  const double X = dot(ab, ap), y = dot(Vec3{f.v[0], f.v[1], f.v[2]}, ap);
+  const double aa = f.aa, cu = f.abac, cv = f.cv, hv = mul(cv, aa);
+  // (p - a).(c - a) |ab|^2, from the coordinates of p and c relative to a
+  const double pa_c = add(mul(X, cu), mul(y, hv));
+  TrianglePoint r{0.0, {0.0, 0.0, 0.0}};
+  double wb = 0.0, wc = 0.0;
+  if (X <= 0.0 && pa_c <= 0.0) {  // vertex a
+    r.w[0] = 1.0;
+  } else {
+    const double xb = sub(X, aa), cub = sub(cu, aa);     // x - |ab| and cu - |ab|, times |ab|
+    const double pb_c = add(mul(xb, cub), mul(y, hv));   // (p - b).(c - b) |ab|^2
+    const double xc = sub(X, cu), yc = sub(y, cv);       // p - c
+    const double pc_a = add(mul(xc, cu), mul(yc, hv));   // (p - c).(c - a) |ab|^2
+    const double pc_b = add(mul(xc, cub), mul(yc, hv));  // (p - c).(c - b) |ab|^2
+    // A query at b or c itself is that vertex: its y is v.ab (or v.ac - cv), which rounding leaves a
+    // few ulps from 0, and the tests alone could call it a nearby edge or the face.
+    if (xb >= 0.0 && (pb_c <= 0.0 || same_point(ap, ab))) {  // vertex b
+      wb = 1.0;
+      r.w[1] = 1.0;
+    } else if ((pc_a >= 0.0 && pc_b >= 0.0) || (xc == 0.0 && same_point(ap, ac))) {  // vertex c
+      wc = 1.0;
+      r.w[2] = 1.0;
+    } else if (y <= 0.0 && X >= 0.0 && xb <= 0.0) {  // edge ab
+      wb = X / aa;
+      r.w[0] = sub(1.0, wb);
+      r.w[1] = wb;
+    } else if (sub(mul(cv, X), mul(cu, y)) <= 0.0 && pa_c >= 0.0 && pc_a <= 0.0) {  // edge ac
+      wc = clamp01(pa_c / add(mul(cu, cu), mul(cv, hv)));
+      r.w[0] = sub(1.0, wc);
+      r.w[2] = wc;
+    } else if (sub(mul(cub, y), mul(cv, xb)) <= 0.0 && pb_c >= 0.0 && pc_b <= 0.0) {  // edge bc
+      wc = clamp01(pb_c / add(mul(cub, cub), mul(cv, hv)));
+      wb = sub(1.0, wc);
+      r.w[1] = wb;
+      r.w[2] = wc;
+    } else {  // inside the face (cv > 0 here: a collinear frame always meets a test above)
+      wc = y / cv;
+      wb = sub(X, mul(cu, wc)) / aa;
+      r.w[0] = sub(sub(1.0, wb), wc);
+      r.w[1] = wb;
+      r.w[2] = wc;
+    }
+  }
+  const Vec3 d = ap - (ab * wb + ac * wc);
+  r.dist2 = dot(d, d);
   return r;
 }
 
-PM_HD TrianglePoint canonical_closest_on_frame(Vec3 p, const TriangleFrame& f) {
-  const Vec3 a{f.a[0], f.a[1], f.a[2]}, ab{f.ab[0], f.ab[1], f.ab[2]}, ac{f.ac[0], f.ac[1], f.ac[2]};
-  if (f.degenerate != 0.0) return closest_on_triangle(p, a, a + ab, a + ac);
-  const Vec3 ap = p - a;
-  const double d1 = dot(ab, ap), d2 = dot(ac, ap);
-  TrianglePoint r{0.0, {0.0, 0.0, 0.0}};
-  double v = 0.0, w = 0.0;
-  if (d1 <= 0.0 && d2 <= 0.0) {  // vertex a
-    r.w[0] = 1.0;
-  } else {
-    const double d3 = sub(d1, f.aa), d4 = sub(d2, f.abac);
-    const double d5 = sub(d1, f.abac), d6 = sub(d2, f.cc);
-    const double vc = sub(mul(d1, d4), mul(d3, d2));
-    const double vb = sub(mul(d5, d2), mul(d1, d6));
-    const double va = sub(mul(d3, d6), mul(d5, d4));
-    if (d3 >= 0.0 && d4 <= d3) {  // vertex b
-      v = 1.0;
-      r.w[1] = 1.0;
-    } else if (d6 >= 0.0 && d5 <= d6) {  // vertex c
-      w = 1.0;
-      r.w[2] = 1.0;
-    } else if (vc <= 0.0 && d1 >= 0.0 && d3 <= 0.0) {  // edge ab
-      v = d1 / f.aa;
-      r.w[0] = sub(1.0, v);
-      r.w[1] = v;
-    } else if (vb <= 0.0 && d2 >= 0.0 && d6 <= 0.0) {  // edge ac
-      w = d2 / f.cc;
-      r.w[0] = sub(1.0, w);
-      r.w[2] = w;
-    } else if (va <= 0.0 && d4 - d3 >= 0.0 && d5 - d6 >= 0.0) {  // edge bc
-      w = sub(d4, d3) / add(sub(d4, d3), sub(d5, d6));
-      v = sub(1.0, w);
-      r.w[1] = v;
-      r.w[2] = w;
-    } else {  // inside the face
-      const double denom = add(add(va, vb), vc);
-      v = vb / denom;
-      w = vc / denom;
-      r.w[0] = sub(sub(1.0, v), w);
-      r.w[1] = v;
-      r.w[2] = w;
-    }
-  }
-  const Vec3 d = ap - (ab * v + ac * w);
-  r.dist2 = dot(d, d);
+// Closest point on triangle (a, b, c) to p, weights in the order a, b, c.
+PM_HD TrianglePoint closest_on_triangle(Vec3 p, Vec3 a, Vec3 b, Vec3 c) {
+  const TrianglePoint t = closest_on_frame(p, make_frame(a, b, c));
+  Vec3 corners[3];
+  int32_t order[3];
+  frame_corners(a, b, c, corners, order);
+  TrianglePoint r{t.dist2, {0.0, 0.0, 0.0}};
+  for (int k = 0; k < 3; ++k) r.w[order[k]] = t.w[k];
   return r;
 }
 

@@ -15,6 +15,7 @@
 
 #include <limits>
 
+#include "../lengths.h"
 #include "grid_build.h"
 #include "knn.h"
 #include "point_tree_build.h"
@@ -239,8 +240,8 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x_in, const at::Te
   const at::Tensor y = y_in.to(dtype).contiguous();
   // Out-of-range lengths are rejected in Python; clamping here keeps direct op calls in bounds
   // without a host synchronisation.
-  const at::Tensor xl = x_lengths.clamp(0, x.size(1)).contiguous();
-  const at::Tensor yl = y_lengths.clamp(0, y.size(1)).contiguous();
+  const at::Tensor xl = checked_lengths(x_lengths, x.size(1), "knn", "x_lengths");
+  const at::Tensor yl = checked_lengths(y_lengths, y.size(1), "knn", "y_lengths");
   at::Tensor dists = at::zeros({x.size(0), x.size(1), K}, x.options());
   at::Tensor idx = at::full({x.size(0), x.size(1), K}, -1, x.options().dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES(dtype, "knn_cuda", [&] {

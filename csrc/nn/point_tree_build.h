@@ -3,8 +3,9 @@
 //   build_point_tree_aten - ATen ops only (segmented sorts, gathers, amin/amax), so it runs on any
 //                           device: the CUDA backend uses it, and the CPU op `_knn_portable` runs
 //                           it so that its logic is tested on machines without a GPU.
-// Both split every node at the same position, on the same axis, at the same coordinate; only the
-// order of points tied at a split coordinate may differ, which cannot change a search result.
+// Both split every node at the same position, on the same axis, at the same coordinate, order
+// points by (coordinate, original index) so that tied points split the same way, and sort each
+// leaf by original index: the two build the identical tree (tests/test_tree_builders.py).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -72,16 +72,27 @@ BatchTree build_point_tree_aten(const at::Tensor& points, const at::Tensor& leng
     const at::Tensor ext = at::where(m, w64, at::full({}, -inf, w64.options())).amax(2) -
                            at::where(m, w64, at::full({}, inf, w64.options())).amin(2);  // (B, nodes, 3)
     const at::Tensor axis = at::nan_to_num(ext, 0.0, 0.0, -1.0).argmax(2);                  // first widest
-    const at::Tensor key = w.gather(3, axis.view({B, nodes, 1, 1}).expand({B, nodes, seg, 1})).squeeze(3);
+    // Sort by (coordinate, original index), as the CPU's nth_element does: first by index, then
+    // stably by coordinate, so tied points split the same way on every device.
+    const at::Tensor by_index = std::get<1>(perm.view({B, nodes, seg}).sort(/*stable=*/true, /*dim=*/2, /*descending=*/false));
+    const at::Tensor w_i = w.gather(2, by_index.unsqueeze(3).expand({B, nodes, seg, 3}));
+    const at::Tensor perm_i = perm.view({B, nodes, seg}).gather(2, by_index);
+    const at::Tensor key = w_i.gather(3, axis.view({B, nodes, 1, 1}).expand({B, nodes, seg, 1})).squeeze(3);
     const auto sorted = key.sort(/*stable=*/true, /*dim=*/2, /*descending=*/false);
     const at::Tensor order = std::get<1>(sorted);
-    work = w.gather(2, order.unsqueeze(3).expand({B, nodes, seg, 3})).view({B, S, 3});
-    perm = perm.view({B, nodes, seg}).gather(2, order).view({B, S});
+    work = w_i.gather(2, order.unsqueeze(3).expand({B, nodes, seg, 3})).view({B, S, 3});
+    perm = perm_i.gather(2, order).view({B, S});
     // Nodes whose right half holds no valid point keep axis 0 and split +inf, as on the CPU.
     const at::Tensor split = std::get<0>(sorted).select(2, seg / 2);  // (B, nodes)
     const at::Tensor right_empty = split.isinf();
     t.split_val.narrow(1, nodes, nodes).copy_(split);
     t.split_axis.narrow(1, nodes, nodes).copy_(at::where(right_empty, at::zeros_like(axis), axis).to(at::kChar));
+  }
+  {  // canonical slot order: each leaf by original index, as on the CPU (padding, whose perm is
+     // at least the cloud's length, stays at the end)
+    const at::Tensor by_index = std::get<1>(perm.view({B, P, kLeafSize}).sort(/*stable=*/true, /*dim=*/2, /*descending=*/false));
+    work = work.view({B, P, kLeafSize, 3}).gather(2, by_index.unsqueeze(3).expand({B, P, kLeafSize, 3})).view({B, S, 3});
+    perm = perm.view({B, P, kLeafSize}).gather(2, by_index).view({B, S});
   }
   t.pts = at::where(valid3, work, at::zeros({}, work.options())).contiguous();
   t.idx = at::where(valid, perm, at::full({}, -1, perm.options())).contiguous();

@@ -120,8 +120,11 @@ void partition(std::vector<Record<scalar_t>>& rec, int64_t leaves, int8_t* axis_
         for (int a = 1; a < 3; ++a) {
           if (hi[a] - lo[a] > hi[axis] - lo[axis]) axis = a;
         }
+        // Ordered by (coordinate, index): tied points split the same way in both builders.
         std::nth_element(rec.begin() + begin, rec.begin() + split, rec.begin() + end,
-                         [axis](const Record<scalar_t>& u, const Record<scalar_t>& v) { return u.c[axis] < v.c[axis]; });
+                         [axis](const Record<scalar_t>& u, const Record<scalar_t>& v) {
+                           return u.c[axis] < v.c[axis] || (u.c[axis] == v.c[axis] && u.i < v.i);
+                         });
         axis_out[node] = static_cast<int8_t>(axis);
         val_out[node] = rec[split].c[axis];
       }
@@ -166,7 +169,7 @@ BatchTree build_cpu(const at::Tensor& points, const std::vector<int64_t>& length
   t.lo = at::empty({B, 2 * P, 3}, points.options());
   t.hi = at::empty({B, 2 * P, 3}, points.options());
   t.split_axis = at::zeros({B, P}, points.options().dtype(at::kChar));
-  t.split_val = at::empty({B, P}, points.options());
+  t.split_val = at::full({B, P}, std::numeric_limits<double>::infinity(), points.options());  // node 0 unused
   t.counts = at::tensor(lengths, points.options().dtype(at::kLong));
   t.frame_lo = at::zeros({B, 3}, points.options().dtype(at::kDouble));
   t.frame_scale = at::zeros({B}, points.options().dtype(at::kDouble));
@@ -183,6 +186,11 @@ BatchTree build_cpu(const at::Tensor& points, const std::vector<int64_t>& length
     if (n > 0) std::copy(lo, lo + 3, t.frame_lo.data_ptr<double>() + 3 * b);
     t.frame_scale.data_ptr<double>()[b] = morton_scale(lo, hi);
     partition(rec, P, t.split_axis.data_ptr<int8_t>() + b * P, t.split_val.data_ptr<scalar_t>() + b * P);
+    // Canonical slot order: each leaf by original index (the ATen builder does the same).
+    for (int64_t begin = 0; begin < n; begin += kLeafSize) {
+      std::sort(rec.begin() + begin, rec.begin() + std::min(n, begin + kLeafSize),
+                [](const Record<scalar_t>& u, const Record<scalar_t>& v) { return u.i < v.i; });
+    }
     scalar_t* pts = t.pts.data_ptr<scalar_t>() + b * S * 3;
     int64_t* idx = t.idx.data_ptr<int64_t>() + b * S;
     for (int64_t s = 0; s < n; ++s) {
