@@ -64,8 +64,12 @@ def _load_extension() -> None:
     except (ImportError, OSError) as error:  # pragma: no cover - depends on how the package was installed
         text = str(error)
         if "undefined symbol" in text or "symbol not found" in text or "cannot open shared object" in text:
-            built = (f"it was built with torch {info['TORCH_VERSION']} (CUDA {info.get('TORCH_CUDA')})"
-                     if info.get("TORCH_VERSION") else "probably built with another torch")
+            if not info.get("TORCH_VERSION"):
+                built = "probably built with another torch"
+            elif info["TORCH_VERSION"] == torch.__version__:
+                built = "it was built with this torch version, so the build is stale or incomplete"
+            else:
+                built = f"it was built with torch {info['TORCH_VERSION']} (CUDA {info.get('TORCH_CUDA')})"
             raise ImportError(
                 f"pointmetrics: the compiled extension pointmetrics._C does not fit the running torch "
                 f"{torch.__version__} (CUDA {torch.version.cuda}); {built}. {REBUILD} Original error: {text}"

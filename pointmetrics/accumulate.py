@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .pointcloud import correspondences
+from .pointcloud import _correspondences
 
 
 class PointCloudMetrics:
@@ -45,7 +45,7 @@ class PointCloudMetrics:
         ``pred`` and ``gt`` take any input of :func:`correspondences`: (B, N, 3) batches with optional
         lengths, lists of (N_i, 3) clouds, or single (N, 3) clouds. A pair with an empty side is
         counted in ``skipped`` instead of the means."""
-        c = correspondences(pred, gt, pred_lengths, gt_lengths)
+        c = _correspondences(pred, gt, pred_lengths, gt_lengths, ("pred", "gt"))
         with warnings.catch_warnings():  # empty clouds are counted in `skipped` instead
             warnings.simplefilter("ignore", RuntimeWarning)
             per_cloud = [c.chamfer(squared=False, halve=True, reduction=None),

@@ -22,7 +22,8 @@ LEAF_SIZE = 8  # csrc/nn/point_tree.h kLeafSize
 class MeshProjection(NamedTuple):
     """Closest points of a mesh to query points.
 
-    points: (B, N, 3) closest points on the surface; differentiable.
+    points: (B, N, 3) closest points on the surface, in the promoted dtype of the queries and the
+        vertices (a float16 query on a float32 mesh gets float32 points); differentiable.
     sq_distance: (B, N) squared distances; differentiable.
     distance: (B, N) Euclidean distances, with a gradient that is finite at 0; differentiable.
     face: (B, N) int64 index of the triangle holding each closest point (-1: padding or empty mesh).
@@ -266,20 +267,27 @@ class MeshBVH:
         self._warn_empty("closest_points")
         d2, face, bary, kernel_closest = ops.closest_triangle(*self._query_args(pts, pl), *self._closest_data())
         found = face >= 0
+        # a point on the mesh: rounding it to a narrower query dtype would move it off the surface
+        out_dtype = torch.promote_types(pts.dtype, self.meshes.verts.dtype)
         if torch.is_grad_enabled() and (pts.requires_grad or self.meshes.verts.requires_grad):
             # The kernel found the triangle and the region; torch recomputes the point on it.
+            # Queries without a face (padding past the lengths, which may hold NaN, or queries of
+            # an empty mesh) are replaced by 0 with torch.where BEFORE any arithmetic, and so are
+            # their stand-in corners: a NaN times a zero gradient is still NaN, and would reach
+            # the vertices (and the queries) in the backward pass.
             if self.meshes.faces.shape[1] == 0:  # no mesh has a face
                 corners = torch.zeros(*face.shape, 3, 3, dtype=torch.float64, device=face.device)
             else:
                 corners = self.meshes.corners(torch.where(found, face, 0)).double()  # (B, N, 3, 3)
-            p = pts.double()
+                corners = torch.where(found[..., None, None], corners, 0.0)
+            p = torch.where(found[..., None], pts.double(), 0.0)
             q, diff = _region_point(p, corners[..., 0, :], corners[..., 1, :], corners[..., 2, :], bary.double())
             q = torch.where(found[..., None], q, 0.0)
             diff = torch.where(found[..., None], diff, 0.0)
             sq = diff.square().sum(-1)
-            closest, sq = q.to(pts.dtype), sq.to(self.dtype)
+            closest, sq = q.to(out_dtype), sq.to(self.dtype)
         else:
-            closest, sq = kernel_closest.to(pts.dtype), d2
+            closest, sq = kernel_closest.to(out_dtype), d2
         from .pointcloud import safe_sqrt
 
         empty = (self.meshes.face_lengths == 0)[:, None] & torch.ones_like(found)

@@ -12,8 +12,10 @@ at queries scattered around the target (and at the source itself); all queries a
 gradients reach the source (and the target, where it requires grad) through h and f.
 
 Every field and mean is computed in float32 (float64 for float64 inputs): float16 has no room for
-the 1e-8 and 1e-10 offsets above, nor for sums over thousands of queries. Results have the dtype
-of the source.
+the 1e-8 and 1e-10 offsets above, nor for sums over thousands of queries. Results have the
+promoted dtype of the two inputs (``torch.promote_types``: float16 with bfloat16 gives float32,
+float32 with float64 gives float64), with one exception: a float16/bfloat16 result that is finite
+in float32 but would overflow the half dtype (float16 beyond 65504) is returned in float32.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ __all__ = ["ddm_m2m", "ddm_m2p", "ddm_p2p"]
 def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """float64 if any input is float64, else float32 (also for float16/bfloat16 inputs)."""
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _result(value: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+    """``value`` (computed in float32/float64) in the promoted dtype of ``inputs``; kept in float32
+    when that dtype is float16/bfloat16 and the cast would overflow a finite value."""
+    dtype = inputs[0].dtype
+    for t in inputs[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    cast = value.to(dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        cast_finite, value_finite = torch.stack([torch.isfinite(cast).all(), torch.isfinite(value).all()]).tolist()
+        if value_finite and not cast_finite:
+            return value
+    return cast
 
 
 def _ddf_points(queries: torch.Tensor, cloud: torch.Tensor, lengths: torch.Tensor, K: int) -> torch.Tensor:
@@ -79,6 +95,8 @@ def ddm_p2p(
     points, detached. Per query e = |f_S - f_T| + |h_S - h_T|_1 and weight w = exp(-beta e)
     (detached; w = 1 when ``weighted`` is False). Loss = mean over queries of w e, averaged over
     the batch (the reference's sum / (B |Q|) for equal sizes). Asymmetric: queries come from T.
+    The result has the promoted dtype of ``source`` and ``target`` (float32 if a half result would
+    overflow; see the module docstring).
 
     ``source``/``target``: (B, N, 3) / (B, M, 3) with optional lengths, single clouds or lists.
     Each cloud needs at least K points. Pass a seeded ``generator`` for reproducible queries.
@@ -94,7 +112,7 @@ def ddm_p2p(
     _checks.check_pair(sb, tb, "source", "target")
     checks.add((torch.minimum(sl, tl) < K).any(), f"every source and target cloud needs at least K={K} points")
     checks.run()
-    out_dtype, compute = sb.dtype, _compute_dtype(sb, tb)
+    inputs, compute = (sb, tb), _compute_dtype(sb, tb)
     sb, tb = sb.to(compute), tb.to(compute)
     B, M, D = tb.shape
     with torch.no_grad():
@@ -110,7 +128,7 @@ def ddm_p2p(
     weight = torch.exp(-beta * error.detach()) if weighted else torch.ones_like(error)
     weight = weight * valid
     per_pair = (weight * error).sum(1) / valid.sum(1)
-    return (per_pair[0] if unbatched else per_pair.mean()).to(out_dtype)
+    return _result(per_pair[0] if unbatched else per_pair.mean(), *inputs)
 
 
 def _single_mesh(verts, faces, vname, fname) -> torch.Tensor:
@@ -161,7 +179,7 @@ def ddm_m2p(
     ddf_s = _ddf_mesh(queries, mesh_verts, faces).to(compute)
     ddf_t = _ddf_points(queries[None], target[None], pl, K)[0]
     error = (ddf_s - ddf_t).abs().sum(-1)
-    return (error * torch.exp(-beta * error.detach())).mean().to(verts.dtype)
+    return _result((error * torch.exp(-beta * error.detach())).mean(), verts, pb)
 
 
 def ddm_m2m(
@@ -187,9 +205,11 @@ def ddm_m2m(
     compute = _compute_dtype(src_verts, tgt_verts)
     src, tgt = src_verts.to(compute), tgt_verts.to(compute)
     with torch.no_grad():
-        on_target = sample_points_on_mesh(tgt.detach(), tgt_faces, num_queries, generator=generator).points
+        on_target = sample_points_on_mesh(
+            tgt.detach(), tgt_faces, num_queries, generator=generator, _names=("tgt_verts", "tgt_faces")
+        ).points
         around = on_target + _noise(on_target.shape, on_target, std, generator)
         queries = torch.cat([around, _centroids(src, src_faces)])
     ddf_s = _ddf_mesh(queries, src, src_faces).to(compute)
     ddf_t = _ddf_mesh(queries, tgt, tgt_faces).to(compute)
-    return (4 * (ddf_s - ddf_t).abs().mean()).to(src_verts.dtype)
+    return _result(4 * (ddf_s - ddf_t).abs().mean(), src_verts, tgt_verts)

@@ -9,7 +9,7 @@ import torch
 
 from . import _checks
 from ._ops import ops
-from .knn import knn_gather
+from .knn import gather_neighbours
 from .pointcloud import safe_sqrt
 
 # Columns of the op's statistics (csrc/emd/emd.h).
@@ -98,7 +98,7 @@ def earth_movers_distance(
     pairs = torch.minimum(xl, yl)
     if bool((pairs == 0).any()):
         warnings.warn("earth_movers_distance: a point set is empty; its distance is NaN", RuntimeWarning, stacklevel=2)
-    partner = knn_gather(yb, assignment.unsqueeze(-1))[:, :, 0]  # zeros where unmatched, also for an empty y
+    partner = gather_neighbours(yb, assignment.unsqueeze(-1))[:, :, 0]  # zeros where unmatched, also for an empty y
     diff = torch.where(matched.unsqueeze(-1), xb - partner, torch.zeros((), dtype=xb.dtype, device=xb.device))
     sq = diff.to(dtype).square().sum(-1)
     cost = sq if p == 2 else safe_sqrt(sq)

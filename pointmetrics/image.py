@@ -30,7 +30,11 @@ def _image_pair(pred, target) -> tuple[torch.Tensor, torch.Tensor]:
     pred, target = _checks.check_float_tensor(pred, "pred"), _checks.check_float_tensor(target, "target")
     if pred.shape != target.shape:
         raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
-    return pred, target
+    if pred.device != target.device:
+        raise ValueError(f"pred is on {pred.device} but target is on {target.device}")
+    # Mixed dtypes are promoted as torch promotes them (float32 with float64: float64), as for clouds.
+    dtype = torch.promote_types(pred.dtype, target.dtype)
+    return pred.to(dtype), target.to(dtype)
 
 
 def psnr(
@@ -50,7 +54,7 @@ def psnr(
     all-False mask, or empty images) gives NaN with a RuntimeWarning.
 
     The MSE is accumulated in float32 (float64 for float64 inputs); the result has the dtype of
-    ``pred``.
+    ``pred`` (of the promoted pair for mixed dtypes).
     """
     pred, target = _image_pair(pred, target)
     _check_data_range(data_range)

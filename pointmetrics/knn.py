@@ -29,9 +29,37 @@ class KNN(NamedTuple):
 def knn_gather(points: torch.Tensor, idx: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """Gathers ``points[b, idx[b, i, k]]`` into a (B, N, K, D) tensor, as PyTorch3D's knn_gather.
 
-    Entries whose index is -1 (or, if ``lengths`` is given, not below ``lengths[b]``) are zero,
-    whatever the padding of ``points`` holds. Differentiable with respect to ``points``.
+    ``points``: (B, M, D) floating point; ``idx``: (B, N, K) integer indices in [-1, M - 1];
+    ``lengths``: optional (B,) valid points per cloud. Entries whose index is -1 (or, if ``lengths``
+    is given, not below ``lengths[b]``) are zero, whatever the padding of ``points`` holds.
+    Differentiable with respect to ``points``.
     """
+    _checks.check_float_tensor(points, "points")
+    if not isinstance(idx, torch.Tensor) or idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise TypeError(f"idx must be an integer tensor, got {getattr(idx, 'dtype', type(idx).__name__)}")
+    if points.ndim != 3 or idx.ndim != 3 or idx.shape[0] != points.shape[0]:
+        raise ValueError(
+            f"points must be (B, M, D) and idx (B, N, K) with the same B, "
+            f"got {tuple(points.shape)} and {tuple(idx.shape)}"
+        )
+    if idx.device != points.device:
+        raise ValueError(f"idx is on {idx.device} but points is on {points.device}")
+    checks = _checks.ValueChecks()
+    M = points.shape[1]
+    if idx.numel():
+        checks.add(((idx < -1) | (idx >= M)).any(), f"idx values must lie in [-1, {M - 1}] (-1: no neighbour)")
+    if lengths is not None:
+        if not isinstance(lengths, torch.Tensor) or lengths.is_floating_point() or lengths.dtype == torch.bool:
+            raise TypeError("lengths must be an integer tensor of shape (B,)")
+        if lengths.shape != (points.shape[0],) or lengths.device != points.device:
+            raise ValueError(f"lengths must have shape ({points.shape[0]},) and be on {points.device}")
+        checks.add(((lengths < 0) | (lengths > M)).any(), f"lengths values must lie in [0, {M}]")
+    checks.run()
+    return gather_neighbours(points, idx.to(torch.int64), lengths)
+
+
+def gather_neighbours(points: torch.Tensor, idx: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """knn_gather on trusted inputs (int64 idx in [-1, M - 1]), with no checks and no sync."""
     B, N, K = idx.shape
     D = points.shape[-1]
     if points.shape[1] == 0:  # no point to gather from: every slot is padding
@@ -67,7 +95,7 @@ MAX_RESULT_SLOTS = 2**31
 
 def check_result_size(B: int, N: int, K: int) -> None:
     """A ValueError naming K when B x N x K neighbour slots would not fit in memory."""
-    if B * N * K > MAX_RESULT_SLOTS:
+    if K > MAX_RESULT_SLOTS or B * N * K > MAX_RESULT_SLOTS:
         raise ValueError(
             f"K={K} asks for {B} x {N} x {K} = {B * N * K:.3g} neighbour slots ({B * N * K * 12 / 2**30:.3g} GiB), "
             f"more than the {MAX_RESULT_SLOTS} allowed; use a smaller K"
@@ -130,8 +158,8 @@ def knn_points(
     dists, idx = knn_search(xb, yb, xl, yl, K, norm)
     if needs_grad(xb, yb):
         dtype = dists.dtype
-        dists = pair_distances(xb.to(dtype), knn_gather(yb.to(dtype), idx), idx >= 0, norm)
-    nn = knn_gather(yb, idx) if return_nn else None
+        dists = pair_distances(xb.to(dtype), gather_neighbours(yb.to(dtype), idx), idx >= 0, norm)
+    nn = gather_neighbours(yb, idx) if return_nn else None
     if unbatched:
         return KNN(dists[0], idx[0], None if nn is None else nn[0])
     return KNN(dists, idx, nn)

@@ -134,6 +134,25 @@ def _inputs(gt, rec, gt_lengths, rec_lengths, weight_net):
     return gb, gl, rb, rl, unbatched
 
 
+def _per_pair(gb, gl, rb, rl, weight_net: LCDWeightNet) -> torch.Tensor:
+    """(B,) LCD of validated padded clouds (finite for empty ones too: 0 weights)."""
+    param = next(weight_net.parameters())
+    gt_valid = torch.arange(gb.shape[1], device=gb.device)[None] < gl[:, None]
+    rec_valid = torch.arange(rb.shape[1], device=rb.device)[None] < rl[:, None]
+    # The padding past the lengths may hold anything (NaN): replace it by 0 with torch.where
+    # before any arithmetic, so that it reaches neither the weight network nor any gradient (a
+    # NaN times a zero gradient is still NaN).
+    gb = torch.where(gt_valid[..., None], gb.to(param.dtype), 0.0)
+    rb = torch.where(rec_valid[..., None], rb.to(param.dtype), 0.0)
+    w_gt, w_rec = weight_net(gb, rb, gt_valid, rec_valid)
+    compute = _compute_dtype(param.dtype)
+    sq_gt, _ = _nearest(gb, rb, gl, rl)
+    sq_rec, _ = _nearest(rb, gb, rl, gl)
+    weighted_gt = (w_gt.to(compute) * safe_sqrt(sq_gt.to(compute))).sum(1)
+    weighted_rec = (w_rec.to(compute) * safe_sqrt(sq_rec.to(compute))).sum(1)
+    return (0.5 * (weighted_gt + weighted_rec)).to(param.dtype)
+
+
 def lcd_loss(
     gt,
     rec,
@@ -156,17 +175,7 @@ def lcd_loss(
     """
     _checks.check_choice(reduction, ("mean", None), "reduction")
     gb, gl, rb, rl, unbatched = _inputs(gt, rec, gt_lengths, rec_lengths, weight_net)
-    param = next(weight_net.parameters())
-    gb, rb = gb.to(param.dtype), rb.to(param.dtype)
-    gt_valid = torch.arange(gb.shape[1], device=gb.device)[None] < gl[:, None]
-    rec_valid = torch.arange(rb.shape[1], device=rb.device)[None] < rl[:, None]
-    w_gt, w_rec = weight_net(gb, rb, gt_valid, rec_valid)
-    compute = _compute_dtype(param.dtype)
-    sq_gt, _ = _nearest(gb, rb, gl, rl)
-    sq_rec, _ = _nearest(rb, gb, rl, gl)
-    weighted_gt = (w_gt.to(compute) * safe_sqrt(sq_gt.to(compute))).sum(1)
-    weighted_rec = (w_rec.to(compute) * safe_sqrt(sq_rec.to(compute))).sum(1)
-    per_pair = (0.5 * (weighted_gt + weighted_rec)).to(param.dtype)
+    per_pair = _per_pair(gb, gl, rb, rl, weight_net)
     empty = (gl == 0) | (rl == 0)
     if bool(empty.any()):
         _warn_if_empty(gl, rl, "lcd_loss")
@@ -191,16 +200,30 @@ def lcd_adversarial_step(
     Minimises -log(LCD(gt, rec) + sigma_r) + weight_decay * sum w^2 / 2 over ``optimizer``'s
     parameters (``weight_net.optimizer()``: Adam, lr 1e-3, on F). ``rec`` is detached, so the
     reconstruction network is not touched. Returns the LCD before the step (detached).
+
+    ``gt``, ``rec``: as for :func:`lcd_loss` (padded tensors with lengths, single clouds or lists).
+    An empty cloud leaves nothing to maximise: ValueError naming ``gt``/``gt_lengths`` or
+    ``rec``/``rec_lengths`` (where :func:`lcd_loss` gives NaN with a warning).
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     if not sigma_r > 0:
         raise ValueError(f"sigma_r must be positive, got {sigma_r!r}")
-    detach = (lambda t: [c.detach() for c in t]) if isinstance(rec, (list, tuple)) else (lambda t: t.detach())
+    gb, gl, rb, rl, _ = _inputs(gt, rec, gt_lengths, rec_lengths, weight_net)  # lists padded, all validated
+    gt_empty, rec_empty = torch.stack([(gl == 0).any(), (rl == 0).any()]).tolist()
+    for empty, name in ((gt_empty, "gt"), (rec_empty, "rec")):
+        if empty:
+            raise ValueError(
+                f"lcd_adversarial_step: {name} has an empty cloud ({name} has no points or {name}_lengths "
+                "is 0), where the LCD is not defined"
+            )
     with torch.enable_grad():
-        value = lcd_loss(detach(gt), detach(rec), weight_net, gt_lengths, rec_lengths)
+        value = _per_pair(gb.detach(), gl, rb.detach(), rl, weight_net).mean()
         if not torch.isfinite(value):
-            raise ValueError("lcd_adversarial_step: the LCD is not finite (an empty cloud?)")
+            raise ValueError(
+                f"lcd_adversarial_step: the LCD of gt and rec is not finite ({float(value)}): are the "
+                "coordinates of gt and rec too large for the weight network's dtype?"
+            )
         objective = -torch.log(value + sigma_r) + weight_decay * weight_net.l2_penalty()
         optimizer.zero_grad(set_to_none=True)
         objective.backward()

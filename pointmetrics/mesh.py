@@ -34,6 +34,8 @@ class Meshes:
     def corners(self, face_idx: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, 3) corners of the faces ``face_idx`` (B, N) of each mesh; differentiable."""
         B, N = face_idx.shape
+        if self.verts.shape[1] == 0:  # no vertices, so no valid face: padding faces have no corners
+            return self.verts.new_zeros(B, N, 3, 3)
         vidx = self.faces.gather(1, face_idx[..., None].expand(B, N, 3))  # (B, N, 3)
         return self.verts.gather(1, vidx.reshape(B, N * 3, 1).expand(B, N * 3, 3)).view(B, N, 3, 3)
 
@@ -44,19 +46,21 @@ class Meshes:
         return self.corners(torch.where(valid, torch.arange(F, device=self.faces.device)[None], 0).expand(B, F))
 
 
-def _mesh_list(verts, faces):
+def _mesh_list(verts, faces, vname="verts", fname="faces"):
     if not isinstance(verts, (list, tuple)) or not isinstance(faces, (list, tuple)):
-        raise TypeError("give verts and faces both as tensors or both as lists of per-mesh tensors")
+        raise TypeError(f"give {vname} and {fname} both as tensors or both as lists of per-mesh tensors")
     if len(verts) != len(faces) or len(verts) == 0:
-        raise ValueError(f"verts and faces must be non-empty lists of equal length, got {len(verts)} and {len(faces)}")
-    faces = [check_mesh(v, f, f"verts[{i}]", f"faces[{i}]") for i, (v, f) in enumerate(zip(verts, faces))]
+        raise ValueError(
+            f"{vname} and {fname} must be non-empty lists of equal length, got {len(verts)} and {len(faces)}"
+        )
+    faces = [check_mesh(v, f, f"{vname}[{i}]", f"{fname}[{i}]") for i, (v, f) in enumerate(zip(verts, faces))]
     device, dtype = verts[0].device, verts[0].dtype
     V, F = max(v.shape[0] for v in verts), max(f.shape[0] for f in faces)
     pv = torch.zeros(len(verts), max(V, 1), 3, dtype=dtype, device=device)
     pf = torch.zeros(len(faces), F, 3, dtype=torch.int64, device=device)
     for i, (v, f) in enumerate(zip(verts, faces)):
         if v.device != device or v.dtype != dtype:
-            raise ValueError(f"verts[{i}] differs from verts[0] in device or dtype")
+            raise ValueError(f"{vname}[{i}] differs from {vname}[0] in device or dtype")
         pv[i, : v.shape[0]] = v
         pf[i, : f.shape[0]] = f
     lengths = torch.tensor([f.shape[0] for f in faces], dtype=torch.int64, device=device)
@@ -84,21 +88,24 @@ def _integer_faces(faces, name: str, shape: str) -> torch.Tensor:
     return faces.to(torch.int64)
 
 
-def as_meshes(verts, faces, face_lengths=None) -> Meshes:
+def as_meshes(verts, faces, face_lengths=None, *, _names: tuple[str, str] = ("verts", "faces")) -> Meshes:
     """Validates a mesh or a batch of meshes and returns them padded.
 
     Accepts (V, 3) + (F, 3) for one mesh, (B, V, 3) + (B, F, 3) with optional (B,) face_lengths,
     or lists of per-mesh tensors. Raises TypeError/ValueError naming the argument: wrong shapes or
     dtypes, faces out of range or negative, NaN/Inf in used vertices, mismatched devices.
-    Unreferenced vertices, duplicate faces, holes and degenerate faces are all fine.
+    Unreferenced vertices, duplicate faces, holes and degenerate faces are all fine. (``_names``,
+    private: the names of verts and faces that a caller's errors report, e.g. ``("gt_verts",
+    "gt_faces")``.)
     """
+    vname, fname = _names
     if isinstance(verts, (list, tuple)) or isinstance(faces, (list, tuple)):
         if face_lengths is not None:
             raise ValueError("face_lengths goes with padded tensors, not with lists of meshes")
-        return _mesh_list(verts, faces)
+        return _mesh_list(verts, faces, vname, fname)
     unbatched = isinstance(verts, torch.Tensor) and verts.ndim == 2
     if unbatched:
-        faces = check_mesh(verts, faces)
+        faces = check_mesh(verts, faces, vname, fname)
         return Meshes(
             verts[None],
             faces[None],
@@ -106,14 +113,14 @@ def as_meshes(verts, faces, face_lengths=None) -> Meshes:
             True,
         )
     if not isinstance(verts, torch.Tensor) or not verts.is_floating_point():
-        raise TypeError("verts must be a floating point tensor of shape (V, 3) or (B, V, 3)")
+        raise TypeError(f"{vname} must be a floating point tensor of shape (V, 3) or (B, V, 3)")
     if verts.ndim != 3 or verts.shape[2] != 3:
-        raise ValueError(f"verts must have shape (V, 3) or (B, V, 3), got {tuple(verts.shape)}")
-    faces = _integer_faces(faces, "faces", "(F, 3) or (B, F, 3)")
+        raise ValueError(f"{vname} must have shape (V, 3) or (B, V, 3), got {tuple(verts.shape)}")
+    faces = _integer_faces(faces, fname, "(F, 3) or (B, F, 3)")
     if faces.ndim != 3 or faces.shape[2] != 3 or faces.shape[0] != verts.shape[0]:
-        raise ValueError(f"faces must have shape ({verts.shape[0]}, F, 3), got {tuple(faces.shape)}")
+        raise ValueError(f"{fname} must have shape ({verts.shape[0]}, F, 3), got {tuple(faces.shape)}")
     if faces.device != verts.device:
-        raise ValueError(f"faces is on {faces.device} but verts is on {verts.device}")
+        raise ValueError(f"{fname} is on {faces.device} but {vname} is on {verts.device}")
     B, F = faces.shape[:2]
     if face_lengths is None:
         face_lengths = torch.full((B,), F, dtype=torch.int64, device=verts.device)
@@ -130,8 +137,8 @@ def as_meshes(verts, faces, face_lengths=None) -> Meshes:
     ]
     messages = [
         f"face_lengths values must lie in [0, {F}]",
-        "faces contains negative vertex indices",
-        f"faces must index vertices in [0, {verts.shape[1] - 1}]",
+        f"{fname} contains negative vertex indices",
+        f"{fname} must index vertices in [0, {verts.shape[1] - 1}]",
     ]
     for bad, message in zip(torch.stack(checks).tolist(), messages):
         if bad:
@@ -139,7 +146,7 @@ def as_meshes(verts, faces, face_lengths=None) -> Meshes:
     faces = torch.where(valid[..., None], faces, 0)
     meshes = Meshes(verts, faces, face_lengths)
     if F and not bool(torch.isfinite(meshes.triangles())[valid].all()):
-        raise ValueError("verts contains NaN or Inf coordinates in a face")
+        raise ValueError(f"{vname} contains NaN or Inf coordinates in a face")
     return meshes
 
 
@@ -276,6 +283,8 @@ def sample_points_on_mesh(
     faces: torch.Tensor,
     n: int,
     generator: torch.Generator | None = None,
+    *,
+    _names: tuple[str, str] = ("verts", "faces"),
 ) -> MeshSamples:
     """Samples n points uniformly by area on a triangle mesh.
 
@@ -286,15 +295,24 @@ def sample_points_on_mesh(
     dtype of ``verts`` and are differentiable with respect to it; ``faces`` may have any integer
     dtype. Pass a seeded ``generator`` for reproducible samples; it may live on the CPU while the
     mesh is on CUDA (the random numbers are then drawn on the CPU and moved).
+
+    A mesh without faces, or whose faces all have area 0 (after rounding to the dtype of
+    ``verts``: a float16 mesh smaller than float16's resolution collapses to a point), raises a
+    ValueError naming ``faces`` or ``verts``. (``_names``, private: the argument names that
+    callers report in errors, e.g. ``("tgt_verts", "tgt_faces")``.)
     """
-    faces = check_mesh(verts, faces)
+    vname, fname = _names
+    faces = check_mesh(verts, faces, vname, fname)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if faces.shape[0] == 0:
-        raise ValueError("the mesh has no face with positive area to sample from")
-    areas, normals = _face_areas_normals64(verts, faces)
+        raise ValueError(f"{fname} is empty: the mesh has no face to sample from")
+    areas, normals = _face_areas_normals64(verts, faces)  # float64 whatever the dtype of verts
     if not bool((areas > 0).any()):
-        raise ValueError("the mesh has no face with positive area to sample from")
+        raise ValueError(
+            f"{vname}: the mesh has no face with positive area to sample from (every face of {fname} "
+            f"has repeated, identical or collinear corners in {verts.dtype})"
+        )
     face_idx = _draw_faces(areas.detach(), n, generator)
     uv = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=_random_device(verts, generator))
     uv = uv.to(verts.device)

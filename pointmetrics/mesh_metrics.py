@@ -77,7 +77,9 @@ def point_mesh_distance(
     points to surface exactly, surface to points through ``samples`` area-weighted samples per mesh
     (seedable with ``generator``). All distances are unsquared and differentiable. Distances of
     float16/bfloat16 inputs are float32. An empty point cloud gives a NaN chamfer with a warning.
-    ``faces`` may have any integer dtype."""
+    ``faces`` may have any integer dtype. A mesh without a face of positive area cannot be sampled:
+    ValueError naming ``verts`` (or ``faces`` when it has no faces)."""
+    _checks.check_positive_int(samples, "samples")
     meshes = as_meshes(verts, faces, face_lengths)
     checks = _checks.ValueChecks()
     pts, pl, _ = _checks.as_padded(points, points_lengths, "points", checks)
@@ -87,7 +89,8 @@ def point_mesh_distance(
     draws = []
     for b in range(meshes.verts.shape[0]):
         f = meshes.faces[b, : int(meshes.face_lengths[b])]
-        draws.append(sample_points_on_mesh(meshes.verts[b], f, samples, generator=generator).points)
+        names = ("verts", "faces") if meshes.unbatched else (f"verts[{b}]", f"faces[{b}]")
+        draws.append(sample_points_on_mesh(meshes.verts[b], f, samples, generator=generator, _names=names).points)
     drawn = torch.stack(draws)
     c = correspondences(drawn, pts, y_lengths=pl)
     valid = torch.arange(pts.shape[1], device=pts.device)[None] < pl[:, None]
@@ -141,21 +144,30 @@ def volumetric_iou(
     winding number is >= 0.5; IoU = |pred AND gt| / |pred OR gt|.
 
     A mesh without faces is empty (IoU 0 against a non-empty one); an empty union gives NaN with a
-    warning.
+    warning. The ground truth defines the frame, so it needs an extent: a ground truth without
+    vertices (or whose used vertices all coincide) raises a ValueError naming ``gt_verts``, not a
+    NaN (there is no frame to draw the points in, unlike an empty cloud of a metric).
     """
     if not isinstance(n_points, int) or n_points < 1:
         raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
     if not padding >= 0:
         raise ValueError(f"padding must be non-negative, got {padding!r}")
-    gt = as_meshes(gt_verts, gt_faces)
-    pred = as_meshes(pred_verts, pred_faces)
+    gt = as_meshes(gt_verts, gt_faces, _names=("gt_verts", "gt_faces"))
+    pred = as_meshes(pred_verts, pred_faces, _names=("pred_verts", "pred_faces"))
     if not (gt.unbatched and pred.unbatched):
         raise ValueError("volumetric_iou compares one predicted mesh with one ground-truth mesh")
     used = gt.verts[0][gt.faces[0].unique()] if gt.faces.shape[1] else gt.verts[0]
+    if used.shape[0] == 0:
+        raise ValueError(
+            "gt_verts is empty (and gt_faces has no faces): the ground-truth mesh defines the evaluation frame"
+        )
     lo, hi = used.amin(0).double(), used.amax(0).double()
     centre, scale = (lo + hi) / 2, float((hi - lo).max())
     if not scale > 0:
-        raise ValueError("the ground-truth mesh has no extent: its bounding box is a point")
+        raise ValueError(
+            "gt_verts: the ground-truth mesh has no extent (the bounding box of its used vertices is a point "
+            f"or not finite: extent {scale!r}), so it defines no evaluation frame"
+        )
     device = gt.verts.device
     unit = torch.rand(
         n_points,
@@ -188,6 +200,9 @@ def mesh_normal_consistency(
 ) -> torch.Tensor:
     """Normal consistency of a predicted mesh against a ground-truth cloud with normals, as
     Occupancy Networks evaluates it: ``samples`` area-weighted points on the prediction with
-    their face normals against the ground truth; see :meth:`Correspondences.normal_consistency`."""
-    s = sample_points_on_mesh(pred_verts, pred_faces, samples, generator=generator)
+    their face normals against the ground truth; see :meth:`Correspondences.normal_consistency`.
+    A prediction without a face of positive area raises a ValueError naming ``pred_verts`` (or
+    ``pred_faces`` when it has no faces)."""
+    _checks.check_positive_int(samples, "samples")
+    s = sample_points_on_mesh(pred_verts, pred_faces, samples, generator=generator, _names=("pred_verts", "pred_faces"))
     return normal_consistency(s.points, s.normals, gt_points, gt_normals)

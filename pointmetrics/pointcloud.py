@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
-from .knn import knn_gather, knn_search, needs_grad, pair_distances
+from .knn import gather_neighbours, knn_search, needs_grad, pair_distances
 
 Thresholds = Union[float, Sequence[float], torch.Tensor]
 
@@ -49,7 +49,7 @@ def _nearest(x, y, xl, yl, norm: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     dists, idx = knn_search(x, y, xl, yl, 1, norm)
     if needs_grad(x, y):
         dtype = dists.dtype
-        nn = knn_gather(y.to(dtype), idx)
+        nn = gather_neighbours(y.to(dtype), idx)
         dists = pair_distances(x.to(dtype), nn, idx >= 0, norm)
     return dists[..., 0], idx[..., 0]
 
@@ -100,6 +100,7 @@ class Correspondences:
         x_lengths, y_lengths: (B,) valid points per cloud. Padding has distance 0 and index -1.
         unbatched: the inputs were single (N, D) clouds; per-cloud results of the methods then drop
             the batch dimension. The per-point attributes above are always batched.
+        dim: D, the points' dimension (normals have the points' shape).
 
     Distances are differentiable with respect to x and y.
     """
@@ -111,6 +112,7 @@ class Correspondences:
     x_lengths: torch.Tensor
     y_lengths: torch.Tensor
     unbatched: bool = False
+    dim: int = 3
 
     @property
     def x_to_y(self) -> torch.Tensor:
@@ -214,8 +216,8 @@ class Correspondences:
         first (a zero normal counts as 0). ``x_normals``/``y_normals`` have the points' shapes.
         Per cloud; NaN (warning) for an empty cloud. Differentiable with respect to the normals.
         """
-        xn = _checks.check_normals(x_normals, (*self.x_to_y_index.shape, 3), self.sq_x_to_y.device, "x_normals")
-        yn = _checks.check_normals(y_normals, (*self.y_to_x_index.shape, 3), self.sq_y_to_x.device, "y_normals")
+        xn = _checks.check_normals(x_normals, (*self.x_to_y_index.shape, self.dim), self.sq_x_to_y.device, "x_normals")
+        yn = _checks.check_normals(y_normals, (*self.y_to_x_index.shape, self.dim), self.sq_y_to_x.device, "y_normals")
         _warn_if_empty(self.x_lengths, self.y_lengths, "normal_consistency")
         valid_x = _mask(self.x_lengths, xn.shape[1])
         valid_y = _mask(self.y_lengths, yn.shape[1])
@@ -228,8 +230,10 @@ class Correspondences:
 
 def _normal_agreement(normals, other, index):
     """|cos| between each normal and the normal of its nearest point in the other cloud."""
-    near = knn_gather(other, index.unsqueeze(-1))[:, :, 0]
-    return (F.normalize(normals, dim=-1, eps=1e-12) * F.normalize(near, dim=-1, eps=1e-12)).sum(-1).abs()
+    # In float32 at least: eps=1e-12 underflows to 0 in half precision, so a zero normal gave 0/0.
+    dtype = torch.promote_types(torch.promote_types(normals.dtype, other.dtype), torch.float32)
+    near = gather_neighbours(other.to(dtype), index.unsqueeze(-1))[:, :, 0]
+    return (F.normalize(normals.to(dtype), dim=-1, eps=1e-12) * F.normalize(near, dim=-1, eps=1e-12)).sum(-1).abs()
 
 
 def correspondences(
@@ -243,15 +247,21 @@ def correspondences(
     ``x`` and ``y``: (B, N, D) / (B, M, D) tensors with optional lengths, single (N, D) clouds, or
     lists of (N_i, D) tensors. Use the result to compute several metrics from one search.
     """
+    return _correspondences(x, y, x_lengths, y_lengths, ("x", "y"))
+
+
+def _correspondences(x, y, x_lengths, y_lengths, names: tuple[str, str]) -> Correspondences:
+    """correspondences() with the argument names its caller's errors should use (e.g. pred, gt)."""
+    xname, yname = names
     checks = _checks.ValueChecks()
-    xb, xl, unbatched = _checks.as_padded(x, x_lengths, "x", checks)
-    yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
-    xb, yb = _checks.check_pair(xb, yb)
+    xb, xl, unbatched = _checks.as_padded(x, x_lengths, xname, checks)
+    yb, yl, _ = _checks.as_padded(y, y_lengths, yname, checks)
+    xb, yb = _checks.check_pair(xb, yb, xname, yname)
     checks.run()
-    xb, yb = _checks.working_precision((xb, yb), ("x", "y"), checks)
+    xb, yb = _checks.working_precision((xb, yb), names, checks)
     dx, ix = _nearest(xb, yb, xl, yl)
     dy, iy = _nearest(yb, xb, yl, xl)
-    return Correspondences(dx, ix, dy, iy, xl, yl, unbatched)
+    return Correspondences(dx, ix, dy, iy, xl, yl, unbatched, xb.shape[2])
 
 
 def chamfer(x, y, *, squared: bool, halve: bool, x_lengths=None, y_lengths=None, reduction: str | None = "mean"):
@@ -294,8 +304,9 @@ def _chamfer_one_direction(x, y, xl, yl, xn, yn, weights, point_reduction, norm,
     d = torch.where(valid, d * scale, zero)  # where, not a product: padding may hold NaN
     dn = None
     if xn is not None:
-        near = knn_gather(yn, idx.unsqueeze(-1))[:, :, 0]
-        own = torch.where(valid.unsqueeze(-1), xn, torch.zeros((), dtype=xn.dtype, device=xn.device))
+        # Normal terms in the distances' dtype (float32 at least): half-precision norms and eps underflow.
+        near = gather_neighbours(yn.to(d.dtype), idx.unsqueeze(-1))[:, :, 0]
+        own = torch.where(valid.unsqueeze(-1), xn.to(d.dtype), torch.zeros((), dtype=d.dtype, device=xn.device))
         cos = F.cosine_similarity(own, near, dim=2, eps=1e-6)
         dn = torch.where(valid, (1 - (cos.abs() if abs_cosine else cos)).to(d.dtype) * scale, zero)
     if point_reduction == "max":  # an empty x contributes 0, as an empty sum or mean does

@@ -119,9 +119,16 @@ class Cameras:
         """Clip-space positions (B, C, V, 4) of vertices (B, V, 3) in every view; differentiable.
         Computed and returned in float32 for float16/bfloat16/float32 vertices, float64 for float64."""
         verts = verts.to(_compute_dtype(verts.dtype))
-        m = (self.projection @ self.view).to(device=verts.device, dtype=verts.dtype)  # (C, 4, 4)
-        homogeneous = torch.cat([verts, torch.ones_like(verts[..., :1])], dim=-1)  # (B, V, 4)
-        return torch.einsum("cij,bvj->bcvi", m, homogeneous)
+        # The matrix is formed on the host in float64; the product is written as separate
+        # elementwise multiplies and adds in a fixed order (((m0 x + m1 y) + m2 z) + m3), never a
+        # matmul or einsum, so no device may fuse it into FMAs or reorder the sum: CPU and CUDA
+        # clip coordinates are bit-identical, and so are the rasterisers' results.
+        m = (self.projection.cpu() @ self.view.cpu()).to(device=verts.device, dtype=verts.dtype)  # (C, 4, 4)
+        column = [m[:, :, j].reshape(1, -1, 1, 4) for j in range(4)]  # (1, C, 1, 4) each
+        coord = [verts[..., j].reshape(verts.shape[0], 1, -1, 1) for j in range(3)]  # (B, 1, V, 1) each
+        clip = column[0] * coord[0] + column[1] * coord[1]
+        clip = clip + column[2] * coord[2]
+        return clip + column[3]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,6 +5,11 @@ Each function takes what a training loop already has: query points ``x`` (with
 ``torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=True)`` (see :func:`sdf_gradient`).
 The derivative terms (:func:`directional_divergence`, :func:`laplacian_divergence`) take further
 derivatives of ``grad`` with respect to ``x`` and say so clearly when that graph is missing.
+
+NaN or Inf in any tensor argument (``x``, ``sdf``, ``grad``, ``opacity``, a float ``mask`` ...)
+raises a ValueError naming it, checked with one synchronisation per call. Terms are returned in
+the dtype of their input, except that a float16 result beyond float16's range (65504: the eikonal
+or directional-divergence loss of large gradients) is returned in float32 instead of inf.
 """
 
 from __future__ import annotations
@@ -32,6 +37,34 @@ __all__ = [
 _CLAMP = 1e-3  # opacities are clamped to [1e-3, 1 - 1e-3] before any log (instant-nsr-pl, NeuS)
 
 
+def _finite_checks(tensors: dict) -> _checks.ValueChecks:
+    """One check per floating-point tensor argument: NaN or Inf is a ValueError naming it (README:
+    bad input, NaN/Inf included). Non-floating tensors (boolean masks) and None pass."""
+    checks = _checks.ValueChecks()
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel():
+            checks.add(~torch.isfinite(t.detach()).all(), f"{name} contains NaN or Inf values")
+    return checks
+
+
+def _check_finite(**tensors: torch.Tensor | None) -> None:
+    """:func:`_finite_checks`, read back in a single synchronisation."""
+    _finite_checks(tensors).run()
+
+
+def _checked_result(value: torch.Tensor, like: torch.Tensor, **tensors: torch.Tensor | None) -> torch.Tensor:
+    """``value`` (computed in float32/float64) in the dtype of ``like`` after the finiteness checks
+    of ``tensors``, all in one synchronisation. A float16 result that is finite in float32 but
+    would overflow float16 (beyond 65504) stays in float32. For terms whose computation cannot
+    fail on NaN (no check needed before it)."""
+    checks = _finite_checks(tensors)
+    cast = value.to(like.dtype)
+    if like.dtype == torch.float16:
+        checks.add_magnitude("overflow", (torch.isfinite(value) & ~torch.isfinite(cast)).detach())
+    checks.run()
+    return value if checks.magnitude.get("overflow", 0.0) else cast
+
+
 def _grad_field(grad, name: str = "grad") -> torch.Tensor:
     grad = _checks.check_float_tensor(grad, name)
     if grad.dim() < 1 or grad.shape[-1] < 1:
@@ -49,10 +82,12 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
     return t.to(_compute_dtype(t))
 
 
-def _mean(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` (in float32 at least, see :func:`_compute_dtype`) in the dtype of ``like``;
-    0 (not NaN) for an empty tensor: no samples, no penalty."""
-    return (_upcast(values).sum() / max(values.numel(), 1)).to(like.dtype)
+def _mean(values: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``values`` (in float32 at least, see :func:`_compute_dtype`) in the dtype of ``like``
+    (kept in the compute dtype without ``like``); 0 (not NaN) for an empty tensor: no samples, no
+    penalty."""
+    mean = _upcast(values).sum() / max(values.numel(), 1)
+    return mean if like is None else mean.to(like.dtype)
 
 
 def _safe_norm(v: torch.Tensor) -> torch.Tensor:
@@ -69,6 +104,7 @@ def sdf_gradient(sdf: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     _require_input(x)
     if not sdf.requires_grad:
         raise ValueError("sdf does not require grad: compute it from x with gradients enabled")
+    _check_finite(sdf=sdf, x=x)
     (grad,) = torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=True)
     return grad
 
@@ -104,16 +140,19 @@ def eikonal_loss(grad: torch.Tensor, kind: str = "sq", mask: torch.Tensor | None
     off-surface samples only, StEik to surface and off-surface samples together: pass the
     gradients of the samples your convention uses. No samples (or an all-False mask) give 0, as
     for every loss here. Computed in float32 (float64 for float64 ``grad``), returned in the dtype
-    of ``grad``.
+    of ``grad`` (float32 for a float16 ``grad`` whose loss exceeds float16's 65504).
     """
     grad = _grad_field(grad)
     _checks.check_choice(kind, ("sq", "abs"), "kind")
+    if mask is not None:
+        mask_weights = _checks.broadcast_mask(mask, grad.shape[:-1], _compute_dtype(grad))
     residual = _safe_norm(_upcast(grad)) - 1.0
     term = residual.square() if kind == "sq" else residual.abs()
     if mask is None:
-        return _mean(term, grad)
-    mask = _checks.broadcast_mask(mask, term.shape, term.dtype)
-    return ((term * mask).sum() / mask.sum().clamp(min=1)).to(grad.dtype)
+        value = _mean(term)
+    else:
+        value = (term * mask_weights).sum() / mask_weights.sum().clamp(min=1)
+    return _checked_result(value, grad, grad=grad, mask=mask)  # float32 if float16 overflows
 
 
 def _norm_kind(norm: str) -> None:
@@ -130,7 +169,8 @@ def directional_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1"
     An exact SDF has div = 0 (it is linear along its gradient). Use it on off-surface samples.
     ``x`` (..., D) must require grad and ``grad`` (..., D) must have been computed from it with
     ``create_graph=True``; no Hessian is formed. The products and the mean are computed in float32
-    (float64 for float64 ``grad``) and returned in the dtype of ``grad``.
+    (float64 for float64 ``grad``) and returned in the dtype of ``grad`` (float32 for a float16
+    ``grad`` whose loss exceeds float16's 65504).
     """
     grad = _grad_field(grad)
     _norm_kind(norm)
@@ -139,7 +179,7 @@ def directional_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1"
     squared = g.square().sum(-1, keepdim=True)
     (hvp,) = torch.autograd.grad(0.5 * squared, x, torch.ones_like(squared), create_graph=True)
     div = (g * hvp.to(g.dtype)).sum(-1) / (squared[..., 0] + 1e-5)
-    return _mean(div.abs() if norm == "l1" else div.square(), grad)
+    return _checked_result(_mean(div.abs() if norm == "l1" else div.square()), grad, x=x, grad=grad)
 
 
 def laplacian_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1") -> torch.Tensor:
@@ -155,6 +195,7 @@ def laplacian_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1") 
     grad = _grad_field(grad)
     _norm_kind(norm)
     _require_graph(x, grad, "laplacian_divergence")
+    _check_finite(x=x, grad=grad)
     div = torch.zeros(grad.shape[:-1], dtype=_compute_dtype(grad), device=grad.device)
     for d in range(grad.shape[-1]):
         component = grad[..., d]
@@ -219,6 +260,7 @@ def sparsity_loss(sdf: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """
     sdf = _checks.check_float_tensor(sdf, "sdf")
     _checks.check_positive_number(scale, "scale")
+    _check_finite(sdf=sdf)
     return _mean(torch.exp(-scale * _upcast(sdf).abs()), sdf)
 
 
@@ -230,6 +272,7 @@ def sdf_points_loss(sdf_at_points: torch.Tensor) -> torch.Tensor:
     float32 (float64 for float64), returned in the dtype of ``sdf_at_points``.
     """
     sdf_at_points = _checks.check_float_tensor(sdf_at_points, "sdf_at_points")
+    _check_finite(sdf_at_points=sdf_at_points)
     if sdf_at_points.numel() == 0:
         warnings.warn("sdf_points_loss: no points; the loss is 0", RuntimeWarning, stacklevel=2)
     return _mean(_upcast(sdf_at_points).abs(), sdf_at_points)
@@ -244,6 +287,7 @@ def opacity_entropy_loss(opacity: torch.Tensor) -> torch.Tensor:
     for float64), clamp included, and returned in the dtype of ``opacity``.
     """
     opacity = _checks.check_float_tensor(opacity, "opacity")
+    _check_finite(opacity=opacity)
     o = _upcast(opacity).clamp(_CLAMP, 1 - _CLAMP)
     return _mean(-(o * o.log() + (1 - o) * (1 - o).log()), opacity)
 
@@ -268,8 +312,16 @@ def mask_bce_loss(opacity: torch.Tensor, mask: torch.Tensor, convention: str = "
             f"mask has {mask.numel()} elements but opacity has {opacity.numel()} "
             f"(shapes {tuple(mask.shape)} and {tuple(opacity.shape)})"
         )
-    if convention == "instant-nsr-pl" and mask.numel() and not bool(((mask >= 0) & (mask <= 1)).all()):
-        raise ValueError("mask must lie in [0, 1] for convention='instant-nsr-pl' (a soft target)")
+    checks = _checks.ValueChecks()  # one check per argument, one synchronisation
+    if opacity.numel():
+        checks.add(~torch.isfinite(opacity.detach()).all(), "opacity contains NaN or Inf values")
+    if convention == "instant-nsr-pl" and mask.numel():
+        # a soft target in [0, 1]: NaN fails the comparison, so this also refuses NaN/Inf
+        checks.add(~((mask >= 0) & (mask <= 1)).all(), "mask must lie in [0, 1] for convention='instant-nsr-pl' "
+                   "(a soft target; NaN/Inf are refused)")
+    elif mask.is_floating_point() and mask.numel():
+        checks.add(~torch.isfinite(mask).all(), "mask contains NaN or Inf values")
+    checks.run()
     if opacity.numel() == 0:
         return opacity.sum()
     o = _upcast(opacity).reshape(-1).clamp(_CLAMP, 1 - _CLAMP)

@@ -110,3 +110,30 @@ def test_bad_input(gen):
         pm.ddm_m2m(v, f, v, f, std=-1.0)
     with pytest.raises(ValueError, match="NaN"):
         pm.ddm_p2p(cloud(gen, 10).fill_(float("nan")), cloud(gen, 10))
+
+
+# ------------------------------------------------------------------------------------------------
+# Regressions from the property tests (tests/test_properties.py)
+
+
+def test_result_dtype_is_promoted_and_half_results_do_not_overflow(gen):
+    # float16 source with a bfloat16 target at 1e8 returned inf in float16 (the source's dtype)
+    source = (torch.rand(1, 1, 3, generator=gen) * 1e-8).half()
+    target = (torch.rand(1, 1, 3, generator=gen) * 2e8 - 1e8).bfloat16()
+    got = pm.ddm_p2p(source, target, K=1, repeat=1, weighted=False)
+    assert got.dtype == torch.float32 and torch.isfinite(got)  # promote_types(float16, bfloat16)
+    want = pm.ddm_p2p(source.double(), target.double(), K=1, repeat=1, weighted=False, std=0.0)
+    torch.testing.assert_close(pm.ddm_p2p(source, target, K=1, repeat=1, weighted=False, std=0.0).double(), want,
+                               rtol=1e-5, atol=0)
+    # float16 on both sides, a result beyond 65504: returned in float32, not as inf
+    s = torch.tensor([[[6e4, 6e4, 6e4]]]).half()
+    got = pm.ddm_p2p(s, -s, K=1, repeat=1, weighted=False, std=0.0)
+    assert got.dtype == torch.float32 and torch.isfinite(got) and float(got) > 65504
+    # a result that fits stays in float16; mixed float32/float64 gives float64
+    small = torch.rand(1, 6, 3, generator=gen)
+    assert pm.ddm_p2p(small.half(), small.half().flip(1), K=2).dtype == torch.float16
+    assert pm.ddm_p2p(small, small.double(), K=2).dtype == torch.float64
+    v = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
+    f = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    assert pm.ddm_m2p(v, f, small[0].double(), K=2).dtype == torch.float64
+    assert pm.ddm_m2m(v.half(), f, v.bfloat16(), f, num_queries=8).dtype == torch.float32

@@ -38,7 +38,7 @@ def test_empty_clouds_with_gradients(gen, empty):
     for reduction in ("mean", "sum", "max"):  # PyTorch3D's loss: an empty cloud contributes 0
         loss, _ = pm.chamfer_distance(x, y, point_reduction=reduction)
         if empty == "both":
-            assert float(loss) == 0.0
+            assert float(loss.detach()) == 0.0
         loss.backward()
         assert all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in (x, y))
 
@@ -120,3 +120,46 @@ def test_padding_beyond_lengths_does_not_decide_the_precision(gen):
         warnings.simplefilter("error")
         out = pm.chamfer_l1(x, x, x_lengths=torch.tensor([8]), y_lengths=torch.tensor([8]))
     assert out.dtype == torch.float32 and float(out) == 0.0
+
+
+@pytest.mark.parametrize(
+    "idx,error,match",
+    [
+        (torch.tensor([[[7]]]), ValueError, r"idx values must lie in \[-1, 3\]"),
+        (torch.tensor([[[-5]]]), ValueError, "idx values"),
+        (torch.tensor([[[1.0]]]), TypeError, "idx must be an integer"),
+        (torch.tensor([[1]]), ValueError, "idx"),
+    ],
+)
+def test_knn_gather_checks_its_indices(idx, error, match):
+    with pytest.raises(error, match=match):
+        pm.knn_gather(torch.rand(1, 4, 1), idx)
+
+
+def test_knn_gather_from_an_empty_cloud_needs_padding_indices():
+    assert torch.equal(pm.knn_gather(torch.zeros(1, 0, 2), torch.full((1, 3, 2), -1)), torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="idx values"):
+        pm.knn_gather(torch.zeros(1, 0, 1), torch.tensor([[[3]]]))
+    with pytest.raises(ValueError, match=r"lengths values must lie in \[0, 4\]"):
+        pm.knn_gather(torch.rand(1, 4, 1), torch.tensor([[[0]]]), lengths=torch.tensor([5]))
+
+
+def test_astronomical_K_with_an_empty_query_cloud_is_refused():
+    with pytest.raises(ValueError, match="K="):
+        pm.knn_points(torch.zeros(2, 0, 2, requires_grad=True), torch.rand(2, 1, 2), K=2**62)
+
+
+def test_normal_consistency_normals_have_the_points_dimension(gen):
+    x, y = torch.rand(1, 5, 2, generator=gen), torch.rand(1, 4, 2, generator=gen)
+    nc = pm.normal_consistency(x, torch.rand(1, 5, 2, generator=gen), y, torch.rand(1, 4, 2, generator=gen))
+    assert torch.isfinite(nc).all()
+    with pytest.raises(ValueError, match="x_normals must have the shape of its points"):
+        pm.normal_consistency(x, torch.rand(1, 5, 3), y, torch.rand(1, 4, 2))
+
+
+def test_accumulator_errors_name_pred_and_gt():
+    metrics = pm.PointCloudMetrics(taus=[0.1])
+    with pytest.raises(TypeError, match="gt must be a floating point"):
+        metrics.update(torch.rand(4, 3), torch.zeros(4, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="gt_lengths values"):
+        metrics.update(torch.rand(1, 4, 3), torch.rand(1, 4, 3), gt_lengths=torch.tensor([9]))

@@ -110,3 +110,54 @@ def test_bad_input(gen):
         pm.lcd_loss(x, x.clone().fill_(float("nan")), n)
     with pytest.raises(TypeError, match="optimizer"):
         pm.lcd_adversarial_step(x, x, n, None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Regressions from the property tests (tests/test_properties.py)
+
+
+def test_adversarial_step_takes_lists_of_clouds(gen):
+    # 'list' object has no attribute 'detach': lists were detached before being validated
+    n = net()
+    gt, rec = torch.rand(4, 3, generator=gen), torch.rand(1, 4, 3, generator=gen)
+    value = pm.lcd_adversarial_step([gt], rec, n, n.optimizer())
+    torch.testing.assert_close(value, pm.lcd_loss(gt[None], rec, net()))
+    rec_list = [torch.rand(5, 3, generator=gen, requires_grad=True), torch.rand(2, 3, generator=gen)]
+    gt_list = [torch.rand(3, 3, generator=gen), torch.rand(6, 3, generator=gen)]
+    assert torch.isfinite(pm.lcd_adversarial_step(gt_list, rec_list, n, n.optimizer()))
+    assert rec_list[0].grad is None  # rec is detached
+
+
+def test_nan_padding_reaches_no_gradient():
+    # the padding went through the weight network: finite loss, NaN gradient everywhere
+    n = net()
+    rec = torch.rand(1, 3, 3)
+    rec[:, 2] = float("nan")
+    rec.requires_grad_()
+    gt = torch.rand(1, 4, 3, requires_grad=True)
+    loss = pm.lcd_loss(gt, rec, n, rec_lengths=torch.tensor([2]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(rec.grad).all() and torch.isfinite(gt.grad).all()
+    assert (rec.grad[0, 2] == 0).all() and rec.grad[0, :2].abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in n.trainable_parameters())
+    torch.testing.assert_close(loss, pm.lcd_loss(gt, rec[:, :2], n))
+    # an empty gt and only padding in rec: NaN per pair (with a warning), finite gradients
+    rec2 = torch.rand(2, 3, 3)
+    rec2[:, 1:] = float("nan")
+    rec2.requires_grad_()
+    with pytest.warns(RuntimeWarning, match="empty"):
+        per_pair = pm.lcd_loss(torch.rand(2, 0, 3), rec2, n, rec_lengths=torch.tensor([0, 0]), reduction=None)
+    assert torch.isnan(per_pair).all()
+    (grad,) = torch.autograd.grad(torch.where(torch.isnan(per_pair), 0.0, per_pair).sum(), rec2, allow_unused=True)
+    assert grad is None or (grad == 0).all()
+
+
+def test_adversarial_step_names_the_empty_cloud():
+    n = net()
+    x = torch.rand(2, 4, 3)
+    with pytest.raises(ValueError, match=r"gt has an empty cloud .*gt_lengths"):
+        pm.lcd_adversarial_step(x, x, n, n.optimizer(), gt_lengths=torch.tensor([4, 0]))
+    with pytest.raises(ValueError, match=r"rec has an empty cloud .*rec_lengths"):
+        pm.lcd_adversarial_step(x, x, n, n.optimizer(), rec_lengths=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match=r"rec has an empty cloud"):
+        pm.lcd_adversarial_step([x[0]], [x[0, :0]], n, n.optimizer())

@@ -311,3 +311,52 @@ def test_opcheck(gen):
         ops.winding_number,
         (pts, pl, bvh.tris, bvh.face, bvh.lo, bvh.hi, bvh.meshes.face_lengths, *bvh._winding_moments(), 2.0),
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Regressions from the property tests (tests/test_properties.py)
+
+TETRA_V = [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+TETRA_F = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("what", ["distance", "points", "signed", "p2s"])
+def test_nan_in_the_query_padding_gives_finite_vertex_gradients(dtype, what):
+    # defect 6: NaN queries past the lengths went through the differentiable closest-point
+    # recomputation (masked only afterwards): 0 * NaN = NaN reached the vertices
+    v = torch.tensor(TETRA_V, dtype=dtype)[None].requires_grad_()
+    f = torch.tensor(TETRA_F)[None]
+    p = torch.full((1, 2, 3), float("nan"), dtype=dtype)
+    p[0, 0] = 0.3
+    p.requires_grad_()
+    lengths = torch.tensor([1])
+    bvh = pm.MeshBVH(v, f)
+    if what == "distance":
+        out = bvh.closest_points(p, lengths).distance[:, :1].sum()
+    elif what == "points":
+        out = bvh.closest_points(p, lengths).points[:, :1].sum()
+    elif what == "signed":
+        out = bvh.signed_distance(p, lengths)[:, :1].sum()
+    else:
+        out = pm.point_to_surface_distance(p, v, f, points_lengths=lengths)
+    assert torch.isfinite(out)
+    gv, gp = torch.autograd.grad(out, [v, p])
+    assert torch.isfinite(gv).all() and torch.isfinite(gp).all()
+    assert (gp[0, 1] == 0).all()  # the padding gets no gradient
+    assert gv.abs().sum() > 0
+
+
+def test_closest_points_come_back_in_the_promoted_dtype():
+    # a float16 query at scale 1e-7 on a float32 mesh: the closest point rounded to float16
+    # (subnormal spacing 6e-8) landed far off the surface
+    v = torch.tensor(TETRA_V, dtype=torch.float32) * 1e-7
+    f = torch.tensor(TETRA_F)
+    q = torch.tensor([[6e-8, 6e-8, 6e-8]], dtype=torch.float16)  # 5.96e-8: its closest point is 3.3e-8 each
+    r = pm.closest_points_on_mesh(q, v, f)
+    assert r.points.dtype == torch.float32
+    want_sq, _ = reference.closest_points_on_mesh(q.double(), v.double(), f)
+    got_sq = (r.points.double() - q.double()).square().sum(-1)
+    torch.testing.assert_close(got_sq, want_sq, rtol=1e-5, atol=0)
+    assert pm.closest_points_on_mesh(q.float(), v.double(), f).points.dtype == torch.float64
+    assert pm.closest_points_on_mesh(q, v.half(), f).points.dtype == torch.float16

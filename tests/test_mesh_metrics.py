@@ -161,3 +161,22 @@ def test_point_mesh_distance_of_an_empty_cloud_is_nan_with_a_warning(gen):
         r = pm.point_mesh_distance(points, verts[None].expand(2, 4, 3), faces[None].expand(2, 4, 3).to(torch.uint8),
                                    samples=50, generator=gen, points_lengths=torch.tensor([30, 0]))
     assert torch.isfinite(r.chamfer[0]) and torch.isnan(r.chamfer[1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Regressions from the property tests (tests/test_properties.py)
+
+
+def test_volumetric_iou_refuses_a_ground_truth_without_extent_naming_gt_verts():
+    v = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.float64)
+    f = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    no_faces = torch.zeros(0, 3, dtype=torch.long)
+    # an empty ground truth was an IndexError (amin over no vertices)
+    with pytest.raises(ValueError, match=r"^gt_verts is empty"):
+        pm.volumetric_iou(v, f, torch.zeros(0, 3), no_faces, n_points=1)
+    with pytest.raises(ValueError, match=r"^gt_verts: the ground-truth mesh has no extent"):
+        pm.volumetric_iou(v, f, torch.zeros(1, 3), no_faces, n_points=1)
+    with pytest.raises(ValueError, match=r"^gt_verts: the ground-truth mesh has no extent"):
+        pm.volumetric_iou(v, f, v * 0, f, n_points=1)
+    # an empty prediction is fine: IoU 0
+    assert float(pm.volumetric_iou(torch.zeros(0, 3), no_faces, v, f, n_points=64).iou) == 0.0

@@ -154,3 +154,41 @@ def test_cuda_meshes_sample_with_a_cpu_generator():
     torch.testing.assert_close(got.points.cpu(), want.points)
     lattice = pm.sample_mesh_lattice(verts.cuda(), faces.cuda(), 0.05)
     assert torch.equal(lattice.cpu(), pm.sample_mesh_lattice(verts, faces, 0.05))
+
+
+# ------------------------------------------------------------------------------------------------
+# Regressions from the property tests: every caller's error names its own argument
+
+
+def test_a_mesh_without_area_is_an_error_naming_the_callers_argument():
+    verts, faces = tetrahedron()
+    zero = verts * 0
+    with pytest.raises(ValueError, match=r"^verts: the mesh has no face with positive area"):
+        pm.sample_points_on_mesh(zero, faces, 1)
+    with pytest.raises(ValueError, match=r"^faces is empty"):
+        pm.sample_points_on_mesh(verts, faces[:0], 1)
+    # float16 at scale 1e-8 underflows to a single point: degenerate, and the error names verts
+    tiny = ((verts - 0.4) * 1e-8).half()
+    assert (tiny == 0).all()
+    with pytest.raises(ValueError, match=r"^verts:"):
+        pm.sample_points_on_mesh(tiny, faces, 1)
+    with pytest.raises(ValueError, match=r"^verts:"):
+        pm.point_mesh_distance(torch.rand(3, 3), zero, faces, samples=5)
+    with pytest.raises(ValueError, match=r"^verts\[1\]:"):
+        pm.point_mesh_distance(torch.rand(2, 3, 3), torch.stack([verts, zero]), faces.expand(2, 4, 3), samples=5)
+    with pytest.raises(ValueError, match=r"^tgt_verts:"):
+        pm.ddm_m2m(verts, faces, zero, faces, num_queries=4)
+    with pytest.raises(ValueError, match=r"^pred_verts:"):
+        pm.mesh_normal_consistency(zero, faces, torch.rand(3, 3), torch.rand(3, 3), samples=4)
+    with pytest.raises(ValueError, match=r"^pred_faces is empty"):
+        pm.mesh_normal_consistency(verts, faces[:0], torch.rand(3, 3), torch.rand(3, 3), samples=4)
+
+
+def test_a_tiny_but_representable_float16_mesh_is_sampled():
+    # areas are computed in float64: a float16 tetrahedron of size 1e-4, whose face areas (5e-9)
+    # would underflow to 0 in float16, is not degenerate
+    verts, faces = tetrahedron(torch.float16)
+    verts = verts * 1e-4
+    assert (torch.linalg.cross(verts[1] - verts[0], verts[2] - verts[0]) == 0).all()  # in float16
+    s = pm.sample_points_on_mesh(verts, faces, 10, generator=torch.Generator().manual_seed(0))
+    assert s.points.dtype == torch.float16 and torch.isfinite(s.points).all()

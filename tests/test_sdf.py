@@ -152,3 +152,60 @@ def test_fit_sdf_example_runs():
     out = subprocess.run([sys.executable, str(script), "--steps", "3", "--points", "256"], capture_output=True,
                          text=True, timeout=300, check=True).stdout
     assert "step    3" in out and "CD-L1" in out
+
+
+# ------------------------------------------------------------------------------------------------
+# Regressions from the property tests: NaN/Inf inputs are a ValueError naming the argument
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_inputs_name_the_argument(bad):
+    # mask_bce_loss raised torch's RuntimeError ("all elements of input should be between 0 and 1")
+    with pytest.raises(ValueError, match=r"^opacity contains NaN or Inf"):
+        pm.mask_bce_loss(torch.tensor([bad]), torch.tensor([0.5]))
+    with pytest.raises(ValueError, match=r"^opacity contains NaN or Inf"):
+        pm.mask_bce_loss(torch.tensor([bad]), torch.tensor([0.5]), convention="neus")
+    with pytest.raises(ValueError, match=r"^mask must lie in \[0, 1\]"):
+        pm.mask_bce_loss(torch.tensor([0.5]), torch.tensor([bad]))
+    with pytest.raises(ValueError, match=r"^mask contains NaN or Inf"):
+        pm.mask_bce_loss(torch.tensor([0.5]), torch.tensor([bad]), convention="neus")
+    with pytest.raises(ValueError, match=r"^opacity contains NaN or Inf"):
+        pm.opacity_entropy_loss(torch.tensor([0.5, bad]))
+    with pytest.raises(ValueError, match=r"^sdf contains NaN or Inf"):
+        pm.sparsity_loss(torch.tensor([0.5, bad]))
+    with pytest.raises(ValueError, match=r"^sdf_at_points contains NaN or Inf"):
+        pm.sdf_points_loss(torch.tensor([0.5, bad]))
+    with pytest.raises(ValueError, match=r"^grad contains NaN or Inf"):
+        pm.eikonal_loss(torch.tensor([[0.5, bad]]))
+    with pytest.raises(ValueError, match=r"^mask contains NaN or Inf"):
+        pm.eikonal_loss(torch.ones(2, 3), mask=torch.tensor([1.0, bad]))
+    x = torch.tensor([[0.5, 0.2], [bad, 0.1]], requires_grad=True)
+    with pytest.raises(ValueError, match=r"^sdf contains NaN or Inf"):
+        pm.sdf_gradient(x.square().sum(-1), x)
+    y = torch.rand(3, 2, requires_grad=True)
+    sdf = y.square().sum(-1) * torch.tensor([1.0, bad, 1.0])
+    (grad,) = torch.autograd.grad(sdf, y, torch.ones_like(sdf), create_graph=True)
+    with pytest.raises(ValueError, match=r"^grad contains NaN or Inf"):
+        pm.directional_divergence(y, grad)
+    with pytest.raises(ValueError, match=r"^grad contains NaN or Inf"):
+        pm.laplacian_divergence(y, grad)
+
+
+def test_finite_checks_cost_one_synchronisation(monkeypatch):
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(1) or original(t))
+    pm.mask_bce_loss(torch.rand(10), torch.rand(10))
+    assert len(reads) == 1
+    reads.clear()
+    pm.eikonal_loss(torch.rand(10, 3, dtype=torch.float16), mask=torch.rand(10))  # checks and overflow together
+    assert len(reads) == 1
+
+
+def test_a_float16_loss_beyond_65504_comes_back_in_float32():
+    # eikonal of |grad| ~ 520: (|grad| - 1)^2 = 2.7e5, inf in float16
+    grad = torch.full((4, 3), 300.0, dtype=torch.float16)
+    got = pm.eikonal_loss(grad)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), pm.eikonal_loss(grad.double()), rtol=1e-6, atol=0)
+    assert pm.eikonal_loss(grad / 100).dtype == torch.float16  # in range: the input's dtype

@@ -143,6 +143,7 @@ bool run_phase(Problem<P, scalar_t>& pr, double eps, std::vector<double>& prices
       const bool stale = (b.object >= 0 && repriced[b.object] == rounds) || (b.second >= 0 && repriced[b.second] == rounds);
       if (stale) b = bid_from(pr.top_two(i, prices), prices.data(), eps);
       const int64_t j = b.object;
+      TORCH_CHECK(j >= 0, "auction_assignment: a bidder found no object to bid for (non-finite costs)");
       if (owner[j] >= 0) {  // the previous owner loses the object and bids again next round
         assigned[owner[j]] = -1;
         next.push_back(owner[j]);
@@ -186,7 +187,8 @@ void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t
   // (Bertsekas): starting from local costs invites price wars when some points must travel far.
   const double nearest = dual_bound(pr, prices);
   const double largest = pr.largest_cost();
-  TORCH_CHECK(std::isfinite(largest), "auction_assignment: the points' costs overflow double precision");
+  TORCH_CHECK(std::isfinite(largest), "auction_assignment: the points' costs are not finite in double precision "
+              "(NaN or Inf coordinates, or coordinates beyond about 1e154)");
   const double eps_target = std::max(rel_tol * nearest / static_cast<double>(pr.m), 1e-12 * largest + 1e-300);
   double eps = std::max(largest / 5.0, eps_target);
   std::vector<int64_t> owner(pr.m), assigned(pr.m);
