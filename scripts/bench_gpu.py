@@ -84,10 +84,8 @@ def pytorch3d_knn():
         return None
 
 
-def bench_chamfer(table, dev, quick, repeat):
-    B, n = (2, 256) if quick else (32, 2048)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    x, y = torch.rand(B, n, 3, generator=gen, device=dev), torch.rand(B, n, 3, generator=gen, device=dev)
+def chamfer_runs(x, y):
+    """Our Chamfer loss on (x, y): forward without grad, and forward + backward."""
 
     def ours():
         with torch.no_grad():
@@ -96,6 +94,16 @@ def bench_chamfer(table, dev, quick, repeat):
     def ours_fb():
         a, b = x.clone().requires_grad_(), y.clone().requires_grad_()
         pm.chamfer_distance(a, b)[0].backward()
+
+    return ours, ours_fb
+
+
+def bench_chamfer(table, dev, quick, repeat):
+    B, n = (2, 256) if quick else (32, 2048)
+    gen = torch.Generator(device=dev).manual_seed(0)
+    x, y = torch.rand(B, n, 3, generator=gen, device=dev), torch.rand(B, n, 3, generator=gen, device=dev)
+
+    ours, ours_fb = chamfer_runs(x, y)
 
     def cdist():
         d = torch.cdist(x, y).square()
@@ -121,13 +129,7 @@ def bench_large_chamfer(table, dev, quick, repeat):
     gen = torch.Generator(device=dev).manual_seed(1)
     x, y = torch.rand(1, n, 3, generator=gen, device=dev), torch.rand(1, n, 3, generator=gen, device=dev)
 
-    def ours():
-        with torch.no_grad():
-            return pm.chamfer_distance(x, y)[0]
-
-    def ours_fb():
-        a, b = x.clone().requires_grad_(), y.clone().requires_grad_()
-        pm.chamfer_distance(a, b)[0].backward()
+    ours, ours_fb = chamfer_runs(x, y)
 
     table.add(f"chamfer_distance N=M={count(n)} uniform", timed(ours, dev, repeat), note="N x M does not fit cdist")
     table.add(f"chamfer_distance N=M={count(n)}, forward+backward", timed(ours_fb, dev, repeat))
