@@ -120,7 +120,9 @@ def knn_points(
 
     For each valid ``x[b, i]`` (``i < x_lengths[b]``) returns the K points ``y[b, j]``,
     ``j < y_lengths[b]``, with the smallest distance, sorted by (distance, j): ties go to the
-    smaller index, on every device and every run.
+    smaller index, on every device and every run. Mixed dtypes are promoted (float32 with float64
+    gives float64); float32 clouds with coordinates beyond 2^60, or all below 2^-40, are measured in
+    float64, where their squared distances neither overflow nor go subnormal.
 
     Args:
         x: (B, N, D) queries, or (N, D) for a single cloud, or a list of (N_i, D) tensors.
@@ -130,8 +132,6 @@ def knn_points(
         norm: 2 for squared Euclidean distances d = sum_d (x_d - y_d)^2 (PyTorch3D's convention),
             1 for L1 distances d = sum_d |x_d - y_d|.
         return_nn: also return the neighbours' coordinates.
-        Mixed dtypes are promoted (float32 with float64 gives float64); float32 clouds with
-        coordinates beyond 2^60 or all below 2^-40 are measured in float64 (see README).
         return_sorted: accepted for PyTorch3D compatibility; results are always sorted.
 
     Returns:
