@@ -10,6 +10,18 @@ DATA = pathlib.Path(__file__).resolve().parent.parent / "examples" / "data"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(
+    params=[
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+    ]
+)
+def device(request):
+    """Every test that takes this fixture runs on the CPU and, where a GPU exists, on CUDA (skipped
+    otherwise, never deleted)."""
+    return torch.device(request.param)
+
+
 @pytest.fixture
 def gen(request):
     """A generator with a fresh seed per test run; the seed is printed so a failure can be replayed

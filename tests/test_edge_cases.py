@@ -15,22 +15,20 @@ def nearest_distances(x, y):
 
 
 @pytest.mark.parametrize("return_nn", [False, True])
-def test_empty_target_with_gradients(gen, return_nn):
-    x = torch.rand(7, 3, generator=gen, requires_grad=True)
-    knn = pm.knn_points(x, torch.zeros(0, 3), K=2, return_nn=return_nn)
-    assert torch.equal(knn.idx, torch.full((7, 2), -1)) and torch.equal(knn.dists, torch.zeros(7, 2))
+def test_empty_target_with_gradients(gen, return_nn, device):
+    x = torch.rand(7, 3, generator=gen).to(device).requires_grad_()
+    knn = pm.knn_points(x, torch.zeros(0, 3, device=device), K=2, return_nn=return_nn)
+    assert torch.equal(knn.idx.cpu(), torch.full((7, 2), -1)) and torch.equal(knn.dists.cpu(), torch.zeros(7, 2))
     if return_nn:
-        assert torch.equal(knn.knn, torch.zeros(7, 2, 3))
+        assert torch.equal(knn.knn.cpu(), torch.zeros(7, 2, 3))
     knn.dists.sum().backward()
-    assert torch.equal(x.grad, torch.zeros(7, 3))
+    assert torch.equal(x.grad.cpu(), torch.zeros(7, 3))
 
 
 @pytest.mark.parametrize("empty", ["x", "y", "both"])
-def test_empty_clouds_with_gradients(gen, empty):
-    x = torch.rand(6, 3, generator=gen) if empty == "y" else torch.zeros(0, 3)
-    y = torch.rand(5, 3, generator=gen) if empty == "x" else torch.zeros(0, 3)
-    x.requires_grad_()
-    y.requires_grad_()
+def test_empty_clouds_with_gradients(gen, empty, device):
+    x = (torch.rand(6, 3, generator=gen) if empty == "y" else torch.zeros(0, 3)).to(device).requires_grad_()
+    y = (torch.rand(5, 3, generator=gen) if empty == "x" else torch.zeros(0, 3)).to(device).requires_grad_()
     with pytest.warns(RuntimeWarning, match="empty"):
         assert torch.isnan(pm.chamfer_l1(x, y))
     with pytest.warns(RuntimeWarning, match="empty"):
@@ -53,9 +51,9 @@ def test_max_reduction_with_an_empty_cloud_in_a_batch(gen):
     assert float(loss[0]) == 0.0
 
 
-def test_mixed_dtypes_are_promoted(gen):
-    x = torch.rand(40, 3, generator=gen)
-    y = torch.rand(30, 3, generator=gen)
+def test_mixed_dtypes_are_promoted(gen, device):
+    x = torch.rand(40, 3, generator=gen).to(device)
+    y = torch.rand(30, 3, generator=gen).to(device)
     mixed = pm.chamfer_l1(x.double(), y)
     assert mixed.dtype == torch.float64
     assert torch.equal(mixed, pm.chamfer_l1(x.double(), y.double()))
@@ -80,11 +78,12 @@ def test_huge_K_is_a_value_error_naming_K():
 
 
 @pytest.mark.parametrize("scale", [1e19, 3e30, 1e-20, 1e-30])
-def test_extreme_float32_ranges_give_accurate_finite_results(gen, scale):
+def test_extreme_float32_ranges_give_accurate_finite_results(gen, scale, device):
     x = torch.rand(200, 3, generator=gen) * scale
     y = torch.rand(150, 3, generator=gen) * scale
     want_x = nearest_distances(x, y)
     want_y = nearest_distances(y, x)
+    x, y = x.to(device), y.to(device)
     cd = pm.chamfer_l1(x, y)
     assert torch.isfinite(cd) and cd.dtype == torch.float64
     assert abs(float(cd) - 0.5 * float(want_x.mean() + want_y.mean())) <= 1e-6 * float(cd)

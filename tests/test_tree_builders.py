@@ -46,3 +46,11 @@ def test_kd_order_is_the_tree_order(gen):
     points = torch.randint(0, 4, (2, 300, 3), generator=gen).float()
     lengths = torch.tensor([300, 120])
     assert torch.equal(torch.ops.pointmetrics.kd_order(points, lengths), point_tree(points, lengths, True)[0])
+
+
+def test_kd_order_is_the_same_on_every_device(gen, device):
+    points = torch.randint(0, 6, (2, 3000, 3), generator=gen).double()  # many ties
+    lengths = torch.tensor([3000, 1777])
+    on_cpu = torch.ops.pointmetrics.kd_order(points, lengths)
+    on_device = torch.ops.pointmetrics.kd_order(points.to(device), lengths.to(device))
+    assert torch.equal(on_cpu, on_device.cpu())
