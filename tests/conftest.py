@@ -62,3 +62,21 @@ def dtu_reference_sampler(vertices, triangles, thresh):
         k = c[c.sum(axis=-1) < 1]
         pts.append(v1[i : i + 1] * k[:, :1] + v2[i : i + 1] * k[:, 1:] + tri_vert[i : i + 1, 0])
     return np.concatenate([vertices, np.concatenate(pts, axis=0)], axis=0)
+
+
+def simple_dtu_layout(root: pathlib.Path) -> None:
+    """A minimal DTU scan 1 under ``root``: the bunny scans in mm as the STL points, an observation
+    mask that is all True over their box (5 mm voxels) and a ground plane just below them."""
+    from scipy.io import savemat
+
+    from pointmetrics import io
+
+    (root / "Points" / "stl").mkdir(parents=True)
+    (root / "ObsMask").mkdir()
+    stl = io.load(DATA / "bunny_scans_20k.ply").vertices.numpy() * 1000
+    io.save_ply(root / "Points" / "stl" / "stl001_total.ply", stl)
+    lo, hi = stl.min(0), stl.max(0)
+    shape = tuple(np.floor((hi - lo) / 5).astype(int) + 1)
+    savemat(root / "ObsMask" / "ObsMask1_10.mat",
+            {"ObsMask": np.ones(shape, bool), "BB": np.stack([lo, hi]), "Res": np.array([[5.0]])})
+    savemat(root / "ObsMask" / "Plane1.mat", {"P": np.array([0.0, 1.0, 0.0, -lo[1] - 5])})

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import DATA
+from conftest import DATA, simple_dtu_layout
 
 from pointmetrics import cli
 
@@ -153,20 +153,9 @@ def test_batch_under_torchrun_equals_one_process(tmp_path):
 
 
 def test_dtu_command(tmp_path, capsys):
-    import numpy as np
-    from scipy.io import savemat
-
     from pointmetrics import io
 
-    (tmp_path / "Points" / "stl").mkdir(parents=True)
-    (tmp_path / "ObsMask").mkdir()
-    stl = io.load(DATA / "bunny_scans_20k.ply").vertices.numpy() * 1000
-    io.save_ply(tmp_path / "Points" / "stl" / "stl001_total.ply", stl)
-    lo, hi = stl.min(0), stl.max(0)
-    shape = tuple(np.floor((hi - lo) / 5).astype(int) + 1)
-    savemat(tmp_path / "ObsMask" / "ObsMask1_10.mat",
-            {"ObsMask": np.ones(shape, bool), "BB": np.stack([lo, hi]), "Res": np.array([[5.0]])})
-    savemat(tmp_path / "ObsMask" / "Plane1.mat", {"P": np.array([0.0, 1.0, 0.0, -lo[1] - 5])})
+    simple_dtu_layout(tmp_path)
     mesh = io.load(DATA / "bunny_res3.ply")
     io.save_ply(tmp_path / "mesh.ply", mesh.vertices.numpy() * 1000, faces=mesh.faces.numpy())
     code = cli.main(["dtu", str(tmp_path / "mesh.ply"), "--scan", "1", "--dataset-dir", str(tmp_path),

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+from conftest import DATA, simple_dtu_layout
 
 import pointmetrics as pm
 from pointmetrics import cli, io
@@ -151,22 +151,8 @@ def test_closed_pipe_is_quiet():
 # dtu in the wrong units -----------------------------------------------------------------------------
 
 
-def dtu_layout(root):
-    from scipy.io import savemat
-
-    (root / "Points" / "stl").mkdir(parents=True)
-    (root / "ObsMask").mkdir()
-    stl = io.load(SCANS).vertices.numpy() * 1000
-    io.save_ply(root / "Points" / "stl" / "stl001_total.ply", stl)
-    lo, hi = stl.min(0), stl.max(0)
-    shape = tuple(np.floor((hi - lo) / 5).astype(int) + 1)
-    savemat(root / "ObsMask" / "ObsMask1_10.mat",
-            {"ObsMask": np.ones(shape, bool), "BB": np.stack([lo, hi]), "Res": np.array([[5.0]])})
-    savemat(root / "ObsMask" / "Plane1.mat", {"P": np.array([0.0, 1.0, 0.0, -lo[1] - 5])})
-
-
 def test_dtu_in_metres_is_an_explained_error(tmp_path):
-    dtu_layout(tmp_path)
+    simple_dtu_layout(tmp_path)
     r = run("dtu", BUNNY, "--scan", "1", "--dataset-dir", str(tmp_path))  # the bunny in metres
     assert_one_line_error(r, "bunny_res3.ply", "millimetres", "in_mask 0")
     assert "nan" not in r.stdout.lower()
