@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Union
+from typing import NamedTuple, Union
 
 import torch
 
@@ -141,6 +141,37 @@ def check_pair(
         raise ValueError(f"{xname} and {yname} have points of different dimension ({x.shape[2]} and {y.shape[2]})")
     dtype = torch.promote_types(x.dtype, y.dtype)
     return x.to(dtype), y.to(dtype)
+
+
+class CloudPair(NamedTuple):
+    """Two padded clouds whose shapes, devices and dtype are checked and whose value checks are queued."""
+
+    x: torch.Tensor
+    x_lengths: torch.Tensor
+    y: torch.Tensor
+    y_lengths: torch.Tensor
+    unbatched: bool
+    names: tuple[str, str]
+
+
+def cloud_pair(x, y, x_lengths, y_lengths, checks: ValueChecks, names: tuple[str, str] = ("x", "y")) -> CloudPair:
+    """The pair's forms, shapes and devices checked (as_padded, check_pair) and its value checks
+    queued on ``checks``; callers may queue more, then call :func:`measured_pair`."""
+    xname, yname = names
+    xb, xl, unbatched = as_padded(x, x_lengths, xname, checks)
+    yb, yl, _ = as_padded(y, y_lengths, yname, checks)
+    xb, yb = check_pair(xb, yb, xname, yname)
+    return CloudPair(xb, xl, yb, yl, unbatched, names)
+
+
+def measured_pair(
+    pair: CloudPair, checks: ValueChecks
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """Runs the queued value checks (one sync) and returns (x, x_lengths, y, y_lengths, unbatched)
+    with x and y in their working precision (:func:`working_precision`)."""
+    checks.run()
+    xb, yb = working_precision((pair.x, pair.y), pair.names, checks)
+    return xb, pair.x_lengths, yb, pair.y_lengths, pair.unbatched
 
 
 # Squared distances of float32 coordinates overflow beyond about 1.8e19 and lose precision

@@ -83,11 +83,7 @@ def earth_movers_distance(
         raise ValueError(f"rel_tol must be a positive number, got {rel_tol!r}")
     _checks.check_positive_int(max_rounds, "max_rounds")
     checks = _checks.ValueChecks()
-    xb, xl, unbatched = _checks.as_padded(x, x_lengths, "x", checks)
-    yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
-    xb, yb = _checks.check_pair(xb, yb)
-    checks.run()
-    xb, yb = _checks.working_precision((xb, yb), ("x", "y"), checks)
+    xb, xl, yb, yl, unbatched = _checks.measured_pair(_checks.cloud_pair(x, y, x_lengths, y_lengths, checks), checks)
     dtype = torch.float64 if xb.dtype == torch.float64 else torch.float32
     xs, ys = xb.detach().to(dtype).contiguous(), yb.detach().to(dtype).contiguous()
     assignment, stats = ops.auction_assignment(xs, ys, xl, yl, p, float(rel_tol), max_rounds)

@@ -149,12 +149,9 @@ def knn_points(
         raise ValueError(f"K must be an integer >= 1, got {K!r}")
     _checks.check_choice(norm, (1, 2), "norm")
     checks = _checks.ValueChecks()
-    xb, xl, unbatched = _checks.as_padded(x, x_lengths, "x", checks)
-    yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
-    xb, yb = _checks.check_pair(xb, yb)
-    check_result_size(xb.shape[0], xb.shape[1], K)
-    checks.run()
-    xb, yb = _checks.working_precision((xb, yb), ("x", "y"), checks)
+    pair = _checks.cloud_pair(x, y, x_lengths, y_lengths, checks)
+    check_result_size(pair.x.shape[0], pair.x.shape[1], K)
+    xb, xl, yb, yl, unbatched = _checks.measured_pair(pair, checks)
     dists, idx = knn_search(xb, yb, xl, yl, K, norm)
     if needs_grad(xb, yb):
         dtype = dists.dtype

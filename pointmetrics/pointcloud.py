@@ -252,13 +252,9 @@ def correspondences(
 
 def _correspondences(x, y, x_lengths, y_lengths, names: tuple[str, str]) -> Correspondences:
     """correspondences() with the argument names its caller's errors should use (e.g. pred, gt)."""
-    xname, yname = names
     checks = _checks.ValueChecks()
-    xb, xl, unbatched = _checks.as_padded(x, x_lengths, xname, checks)
-    yb, yl, _ = _checks.as_padded(y, y_lengths, yname, checks)
-    xb, yb = _checks.check_pair(xb, yb, xname, yname)
-    checks.run()
-    xb, yb = _checks.working_precision((xb, yb), names, checks)
+    pair = _checks.cloud_pair(x, y, x_lengths, y_lengths, checks, names)
+    xb, xl, yb, yl, unbatched = _checks.measured_pair(pair, checks)
     dx, ix = _nearest(xb, yb, xl, yl)
     dy, iy = _nearest(yb, xb, yl, xl)
     return Correspondences(dx, ix, dy, iy, xl, yl, unbatched, xb.shape[2])
@@ -364,9 +360,8 @@ def chamfer_distance(
     if point_reduction == "max" and (x_normals is not None or y_normals is not None):
         raise ValueError('x_normals and y_normals must be None when point_reduction is "max"')
     checks = _checks.ValueChecks()
-    xb, xl, _ = _checks.as_padded(x, x_lengths, "x", checks)
-    yb, yl, _ = _checks.as_padded(y, y_lengths, "y", checks)
-    xb, yb = _checks.check_pair(xb, yb)
+    pair = _checks.cloud_pair(x, y, x_lengths, y_lengths, checks)
+    xb, yb = pair.x, pair.y
     xn = _checks.check_normals(x_normals, xb.shape, xb.device, "x_normals")
     yn = _checks.check_normals(y_normals, yb.shape, yb.device, "y_normals")
     if (xn is None) != (yn is None):
@@ -379,8 +374,7 @@ def chamfer_distance(
         if weights.device != xb.device:
             raise ValueError(f"weights is on {weights.device} but x is on {xb.device}")
         checks.add((weights < 0).any() | ~torch.isfinite(weights).all(), "weights must be finite and non-negative")
-    checks.run()
-    xb, yb = _checks.working_precision((xb, yb), ("x", "y"), checks)
+    xb, xl, yb, yl, _ = _checks.measured_pair(pair, checks)
 
     args = (weights, point_reduction, norm, abs_cosine)
     cx, nx = _chamfer_one_direction(xb, yb, xl, yl, xn, yn, *args)
