@@ -1,4 +1,4 @@
-"""`python -m pointmetrics ...` runs the command line (see pointmetrics/cli.py)."""
+"""`python -m pointmetrics ...` runs the command line (see pointmetrics/cli/)."""
 
 import sys
 

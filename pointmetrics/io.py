@@ -447,3 +447,31 @@ def save_ply(path: str | os.PathLike, points, colors=None, faces=None, scalars: 
             record["n"] = 3
             record["v"] = faces
             f.write(record.tobytes())
+
+
+def check_output_dir(path) -> None:
+    """Raises ValueError naming ``path`` if it cannot be an output directory (it is a file, or a
+    parent is a file); called before any work so that a long run does not fail at its end."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{path}: exists and is not a directory (an output directory is expected)")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the nearest existing ancestor is where makedirs starts
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{path}: cannot be created, {existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"{path}: cannot be written ({existing} is not writable)")
+
+
+def check_output_file(path) -> None:
+    """Raises ValueError naming ``path`` if it cannot be an output file (a directory, or its folder
+    is missing or not writable)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory (an output file is expected)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{path}: its folder {folder} does not exist")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise ValueError(f"{path}: is not writable")

@@ -107,7 +107,7 @@ def test_batch_resumes_and_reports_bad_pairs(tmp_path):
     rows.append(f"bad,{tmp_path / 'missing.ply'},{DATA / 'bunny_scans_20k.ply'}")
     manifest.write_text("\n".join(rows) + "\n")
     out = tmp_path / "results.jsonl"
-    from pointmetrics.batch import run_batch
+    from pointmetrics.cli.batch import run_batch
 
     options = {"samples": 2000, "seed": 0, "taus": [0.002], "emd_points": 0}
     first = run_batch(str(manifest), str(out), options, progress=False, stop_after=2)  # interrupted

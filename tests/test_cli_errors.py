@@ -230,7 +230,7 @@ def test_public_methods_have_docstrings():
 
 
 def test_normal_error_png_has_a_colour_bar_and_separated_labelled_views(tmp_path):
-    from pointmetrics.report import labelled_strip, save_normal_pngs
+    from pointmetrics.png import labelled_strip, save_normal_pngs
 
     images = torch.rand(4, 32, 32, 3, dtype=torch.float64)
     errors = torch.rand(4, 32, 32, dtype=torch.float64)

@@ -11,7 +11,7 @@ from conftest import DATA
 
 import pointmetrics as pm
 from pointmetrics import cli
-from pointmetrics.human import pytorch3d_distance_mesh
+from pointmetrics.protocols.human import pytorch3d_distance_mesh
 from pointmetrics.io import load
 
 
@@ -85,7 +85,7 @@ def test_pngs_are_one_argument_away(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in result.files] == ["normals_pred.png", "normals_gt.png", "normal_error.png"]
     import matplotlib.image
 
-    from pointmetrics.report import labelled_strip
+    from pointmetrics.png import labelled_strip
 
     image = matplotlib.image.imread(result.files[0])
     labels = ["MODEL TURNED 0 DEG", "MODEL TURNED 180 DEG", "MODEL TURNED 90 DEG", "MODEL TURNED 270 DEG"]

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import io
-from .emd import earth_movers_distance
-from .mesh import sample_points_on_mesh
-from .mesh_metrics import point_to_surface_distance, volumetric_iou
-from .pointcloud import Correspondences, correspondences
+from .. import io
+from ..emd import earth_movers_distance
+from ..mesh import sample_points_on_mesh
+from ..mesh_metrics import point_to_surface_distance, volumetric_iou
+from ..pointcloud import Correspondences, correspondences
 
 FILE_UNITS = "file units"
 SQUARED_UNITS = "squared file units"

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import _checks, io
-from ._ops import ops
-from .knn import knn_points
-from .mesh import sample_mesh_lattice
+from .. import _checks, io
+from .._ops import ops
+from ..knn import knn_points
+from ..mesh import sample_mesh_lattice
 
 __all__ = ["DTUResult", "dtu_eval", "dtu_paths", "greedy_radius_downsample"]
 

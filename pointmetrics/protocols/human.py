@@ -41,10 +41,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import _checks
-from .bvh import MeshBVH
-from .mesh import check_mesh, face_areas_normals, sample_points_on_mesh
-from .raster import Cameras, _image_size, look_at, render_normals, rotation_y
+from .. import _checks, io
+from ..bvh import MeshBVH
+from ..mesh import check_mesh, face_areas_normals, sample_points_on_mesh
+from ..png import save_normal_pngs
+from ..raster import Cameras, _image_size, look_at, render_normals, rotation_y
 
 BACKENDS = ("icon2022", "econ")
 ICON_VIEWS = (0.0, 180.0, 90.0, 270.0)  # model rotations about +y, in ICON's order
@@ -172,9 +173,7 @@ def normal_map_error(
         check_evaluation_frame(pv, pf, backend, views, "pred")
         check_evaluation_frame(gv, gf, backend, views, "gt")
     if save_dir is not None:
-        from .report import check_output_dir
-
-        check_output_dir(save_dir)
+        io.check_output_dir(save_dir)
     pred_img = normal_images(pv, pf, backend, views, image_size)
     gt_img = normal_images(gv.to(device=pv.device, dtype=pv.dtype), gf.to(pv.device), backend, views, image_size)
     per_pixel = ((pred_img - gt_img) ** 2).sum(-1)
@@ -185,8 +184,6 @@ def normal_map_error(
         error = torch.full_like(error, torch.nan)
     files = []
     if save_dir is not None:
-        from .report import save_normal_pngs
-
         files = save_normal_pngs(save_dir, pred_img.detach(), gt_img.detach(), per_pixel.detach(),
                                  view_labels=_view_labels(backend, views))
     return NormalMapError(error, per_view, pred_img, gt_img, per_pixel, files)
@@ -294,9 +291,7 @@ def human_eval(
         if not allow_clipping:
             check_evaluation_frame(v, f, backend, None, name)
     if save_dir is not None:  # before the work, not after it
-        from .report import check_output_dir
-
-        check_output_dir(save_dir)
+        io.check_output_dir(save_dir)
     step = progress or (lambda name: None)
     with torch.no_grad():
         step("sampling the surfaces")

@@ -1,15 +1,9 @@
-"""Pictures and tables of a score: coloured error clouds (PLY), a distance histogram (PNG), CSV, and
-the normal-map PNGs of the human protocol.
-
-PNGs of images (normal maps) are written by a small zlib PNG writer with a built-in 5x7 bitmap font
-for their labels, so they need nothing beyond numpy; only the histogram uses matplotlib, which
-``check_visuals_available`` looks for before any work starts.
-"""
+"""PNG pictures with nothing beyond numpy and zlib: a PNG writer, a 5x7 bitmap font for labels,
+labelled strips of images with a colour bar, the error colour ramp, and the normal-map sheets of
+the clothed-human protocol."""
 
 from __future__ import annotations
 
-import csv
-import io as _io
 import os
 import struct
 import zlib
@@ -17,8 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import io
-from .scoring import Scored
+from .io import check_output_dir
 
 # Error colour ramp: blue (0) -> yellow (half the scale) -> red (the scale and beyond).
 _RAMP = np.array([[0.19, 0.36, 0.85], [0.98, 0.86, 0.22], [0.84, 0.10, 0.11]])
@@ -31,109 +24,6 @@ def error_colours(distance: np.ndarray, scale: float) -> np.ndarray:
     frac = (t - low)[:, None]
     return np.round(255 * ((1 - frac) * _RAMP[low] + frac * _RAMP[low + 1])).astype(np.uint8)
 
-
-def check_output_dir(path) -> None:
-    """Raises ValueError naming ``path`` if it cannot be an output directory (it is a file, or a
-    parent is a file); called before any work so that a long run does not fail at its end."""
-    path = os.fspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{path}: exists and is not a directory (an output directory is expected)")
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):  # the nearest existing ancestor is where makedirs starts
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(f"{path}: cannot be created, {existing} is not a directory")
-    if not os.access(existing, os.W_OK):
-        raise ValueError(f"{path}: cannot be written ({existing} is not writable)")
-
-
-def check_output_file(path) -> None:
-    """Raises ValueError naming ``path`` if it cannot be an output file (a directory, or its folder
-    is missing or not writable)."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a directory (an output file is expected)")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"{path}: its folder {folder} does not exist")
-    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
-        raise ValueError(f"{path}: is not writable")
-
-
-def check_visuals_available() -> None:
-    """Raises RuntimeError if the histogram cannot be drawn (matplotlib missing)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as error:
-        raise RuntimeError("--vis needs matplotlib for the distance histogram: pip install matplotlib") from error
-
-
-def write_visuals(scored: Scored, directory: str) -> list[str]:
-    """Writes pred_error.ply, gt_error.ply (points coloured by their distance to the other set, with
-    a ``distance`` property) and distance_histogram.png. Colours saturate at the largest F-score
-    threshold. Returns the paths written."""
-    check_output_dir(directory)
-    os.makedirs(directory, exist_ok=True)
-    scale = max(scored.taus) if scored.taus else float(scored.accuracy.max())
-    paths = []
-    for name, points, dist in (("pred_error.ply", scored.pred_points, scored.accuracy),
-                               ("gt_error.ply", scored.gt_points, scored.completeness)):
-        d = dist.detach().double().numpy()
-        path = os.path.join(directory, name)
-        io.save_ply(path, points.detach().double().numpy(), colors=error_colours(d, scale), scalars={"distance": d})
-        paths.append(path)
-    paths.append(_histogram(scored, os.path.join(directory, "distance_histogram.png")))
-    return paths
-
-
-def _histogram(scored: Scored, path: str) -> str:
-    """Two distance distributions as fractions of their own point counts (the two sets differ in
-    size: 100k samples against a 362k-point scan), with the F-score thresholds in the legend."""
-    check_visuals_available()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    acc = scored.accuracy.detach().double().numpy()
-    comp = scored.completeness.detach().double().numpy()
-    top = float(np.quantile(np.concatenate([acc, comp]), 0.99))
-    bins = np.linspace(0.0, top if top > 0 else 1.0, 60)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for values, label in ((acc, f"accuracy: prediction to ground truth ({len(acc)} points)"),
-                          (comp, f"completeness: ground truth to prediction ({len(comp)} points)")):
-        ax.hist(np.minimum(values, top), bins=bins, weights=np.full(len(values), 1.0 / len(values)), alpha=0.55,
-                label=label)
-    styles = [":", "--", "-.", (0, (1, 4)), (0, (5, 2, 1, 2))]
-    labels = scored.tau_labels or [f"{tau:.4g}" for tau in scored.taus]
-    for k, (tau, label) in enumerate(zip(scored.taus, labels)):
-        ax.axvline(tau, color="k", linestyle=styles[k % len(styles)], linewidth=1.2,
-                   label=f"F-score threshold {label} (tau = {tau:.3g})")
-    ax.set_xlabel("distance (file units; the last bin holds everything beyond the 99th percentile)")
-    ax.set_ylabel("fraction of the set's points per bin")
-    ax.set_title(f"{os.path.basename(scored.description['pred'])} vs {os.path.basename(scored.description['gt'])}",
-                 fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def as_csv(scored: Scored) -> str:
-    """One row per metric: its value, the noise floor (what a perfect prediction scores; empty when
-    not computed), unit, convention, and the inputs (files and how they were sampled), so that a CSV
-    stands on its own and CSVs of different runs can be concatenated."""
-    out = _io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["metric", "value", "noise_floor", "unit", "convention", "pred", "gt", "pred_input", "gt_input",
-                     "thresholds"])
-    d = scored.description
-    for row in scored.rows:
-        floor = scored.noise_floor.get(row.name)
-        writer.writerow([row.name, repr(row.value), "" if floor is None else repr(floor), row.unit, row.convention,
-                         d["pred"], d["gt"], d["pred_input"], d["gt_input"], d["thresholds"]])
-    return out.getvalue()
 
 
 def write_png(path: str, image: np.ndarray) -> str:

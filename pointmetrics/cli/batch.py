@@ -14,6 +14,7 @@ gloo), appends them to RESULTS and prints the summary, so the results equal a on
 
 from __future__ import annotations
 
+import argparse
 import csv
 import glob
 import json
@@ -24,7 +25,16 @@ from collections.abc import Callable
 
 import torch
 
-from .scoring import score
+from .. import io
+from ..protocols.scoring import score
+from .common import progress_wanted, score_arguments, score_options
+
+NAME = "batch"
+SUMMARY = "score many pairs listed in a CSV manifest (pred,gt[,id]); resumable"
+DESCRIPTION = (
+    "One JSON line per pair is appended to the results file as soon as it is scored; a rerun skips\n"
+    "the pairs already there. Under torchrun each rank scores its share. Exit code 1 if a pair failed."
+)
 
 
 def read_manifest(path: str) -> list[dict]:
@@ -102,9 +112,7 @@ def run_batch(manifest: str, results: str, options: dict, progress: bool = True,
     new pairs (for testing an interruption). A process group this call initialises (under
     torchrun) is destroyed before it returns, so no gloo thread outlives it."""
     log = log or (lambda text: print(text, file=sys.stderr))
-    from .report import check_output_file
-
-    check_output_file(results)
+    io.check_output_file(results)
     rows = read_manifest(manifest)
     rank, world, initialised = _distributed()
     try:
@@ -197,3 +205,33 @@ def is_main_process() -> bool:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank() == 0
     return int(os.environ.get("RANK", "0")) == 0
+
+
+# The command --------------------------------------------------------------------------------------
+
+
+def add_arguments(b: argparse.ArgumentParser) -> None:
+    b.add_argument("manifest", help="CSV with pred and gt columns (paths relative to its folder) and an optional id")
+    b.add_argument("--out", help="results file, one JSON line per pair (default: MANIFEST.results.jsonl)")
+    score_arguments(b)
+
+
+def run(args) -> int:
+    out = args.out or os.path.splitext(args.manifest)[0] + ".results.jsonl"
+    io.check_output_file(out)
+    records = run_batch(args.manifest, out, score_options(args), progress=progress_wanted(args))
+    if not is_main_process():
+        return 0
+    stats, ok, failed = summary(records)
+    print(f"{ok} pairs scored, {failed} failed; results in {out}")
+    if stats:
+        width = max(len(n) for n in stats)
+        print(f"\n{'metric (mean over pairs)':<{width}}  {'value':>12}  {'pairs':>5}")
+        for name, (value, count) in stats.items():
+            print(f"{name:<{width}}  {value:>12.6g}  {count:>5}")
+        partial = [name for name, (_, count) in stats.items() if count < ok]
+        if partial:
+            print(f"\nnote: {len(partial)} metrics are not defined for every pair (e.g. {partial[0]}); each mean "
+                  "runs over the pairs counted in its row")
+    return 0 if failed == 0 else 1
+
