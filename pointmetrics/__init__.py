@@ -3,9 +3,7 @@
 from .accumulate import PointCloudMetrics
 from .bvh import MeshBVH, MeshProjection
 from .ddm import ddm_m2m, ddm_m2p, ddm_p2p
-from .protocols.dtu import DTUResult, dtu_eval, greedy_radius_downsample
 from .emd import EMD, earth_movers_distance
-from .protocols.human import HumanEvalResult, NormalMapError, human_cameras, human_eval, normal_images, normal_map_error
 from .image import psnr, s3im, ssim
 from .knn import KNN, knn_gather, knn_points
 from .lcd import LCDWeightNet, lcd_adversarial_step, lcd_loss
@@ -35,6 +33,8 @@ from .pointcloud import (
     hausdorff_distance,
     normal_consistency,
 )
+from .protocols.dtu import DTUResult, dtu_eval, greedy_radius_downsample
+from .protocols.human import HumanEvalResult, NormalMapError, human_cameras, human_eval, normal_images, normal_map_error
 from .raster import Cameras, Fragments, NormalMaps, look_at, rasterize, render_normals, rotation_y, vertex_normals
 from .sdf import (
     directional_divergence,

@@ -11,8 +11,8 @@ from conftest import DATA
 
 import pointmetrics as pm
 from pointmetrics import cli
-from pointmetrics.protocols.human import pytorch3d_distance_mesh
 from pointmetrics.io import load
+from pointmetrics.protocols.human import pytorch3d_distance_mesh
 
 
 def body():

@@ -8,8 +8,8 @@ import sys
 
 from .. import io
 from ..protocols.scoring import Scored, score
-from .report import as_csv, check_visuals_available, write_visuals
 from .common import Steps, note, progress_wanted, score_arguments, score_options
+from .report import as_csv, check_visuals_available, write_visuals
 
 NAME = "score"
 SUMMARY = "score a predicted mesh or point cloud against a ground truth"
