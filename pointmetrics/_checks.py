@@ -65,6 +65,15 @@ def _pad_list(points: Sequence[torch.Tensor], name: str) -> tuple[torch.Tensor, 
     return padded, lengths
 
 
+class Clouds(NamedTuple):
+    """A batch of validated clouds: (B, N, D) points, (B,) int64 lengths (the padding past them may
+    hold anything), and whether the input was a single (N, D) cloud."""
+
+    points: torch.Tensor
+    lengths: torch.Tensor
+    unbatched: bool
+
+
 def as_padded(
     points: PointsLike,
     lengths: torch.Tensor | Sequence[int] | None,
@@ -72,7 +81,7 @@ def as_padded(
     checks: ValueChecks,
     *,
     finite: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
+) -> Clouds:
     """Returns (B, N, D) points, (B,) int64 lengths and whether the input was a single (N, D) cloud.
 
     Accepts a (B, N, D) tensor with optional lengths, a single (N, D) cloud, or a list of (N_i, D)
@@ -121,7 +130,15 @@ def as_padded(
             magnitude = torch.where(valid.unsqueeze(-1), points.detach().abs(), 0).amax()
         checks.add(bad, f"{name} contains NaN or Inf coordinates")
         checks.add_magnitude(name, magnitude)
-    return points, lengths, unbatched
+    return Clouds(points, lengths, unbatched)
+
+
+def clouds(points: PointsLike, lengths, name: str) -> Clouds:
+    """:func:`as_padded` with its value checks run at once (one sync), for a single argument."""
+    checks = ValueChecks()
+    result = as_padded(points, lengths, name, checks)
+    checks.run()
+    return result
 
 
 def check_pair(
@@ -164,14 +181,28 @@ def cloud_pair(x, y, x_lengths, y_lengths, checks: ValueChecks, names: tuple[str
     return CloudPair(xb, xl, yb, yl, unbatched, names)
 
 
-def measured_pair(
-    pair: CloudPair, checks: ValueChecks
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    """Runs the queued value checks (one sync) and returns (x, x_lengths, y, y_lengths, unbatched)
-    with x and y in their working precision (:func:`working_precision`)."""
+class Pair(NamedTuple):
+    """Two validated clouds to compare, in their working precision (:func:`working_precision`):
+    what the cores of the pair metrics (knn_core, correspondences_core, ...) take."""
+
+    x: torch.Tensor
+    x_lengths: torch.Tensor
+    y: torch.Tensor
+    y_lengths: torch.Tensor
+    unbatched: bool
+
+
+def measured_pair(pair: CloudPair, checks: ValueChecks) -> Pair:
+    """Runs the queued value checks (one sync) and returns the validated :class:`Pair`."""
     checks.run()
     xb, yb = working_precision((pair.x, pair.y), pair.names, checks)
-    return xb, pair.x_lengths, yb, pair.y_lengths, pair.unbatched
+    return Pair(xb, pair.x_lengths, yb, pair.y_lengths, pair.unbatched)
+
+
+def validated_pair(x, y, x_lengths=None, y_lengths=None, names: tuple[str, str] = ("x", "y")) -> Pair:
+    """:func:`cloud_pair` and :func:`measured_pair` in one, for callers with no checks of their own."""
+    checks = ValueChecks()
+    return measured_pair(cloud_pair(x, y, x_lengths, y_lengths, checks, names), checks)
 
 
 # Squared distances of float32 coordinates overflow beyond about 1.8e19 and lose precision

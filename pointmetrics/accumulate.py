@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .pointcloud import _correspondences
+from . import _checks
+from .pointcloud import correspondences_core
 
 
 class PointCloudMetrics:
@@ -45,7 +46,7 @@ class PointCloudMetrics:
         ``pred`` and ``gt`` take any input of :func:`correspondences`: (B, N, 3) batches with optional
         lengths, lists of (N_i, 3) clouds, or single (N, 3) clouds. A pair with an empty side is
         counted in ``skipped`` instead of the means."""
-        c = _correspondences(pred, gt, pred_lengths, gt_lengths, ("pred", "gt"))
+        c = correspondences_core(_checks.validated_pair(pred, gt, pred_lengths, gt_lengths, ("pred", "gt")))
         with warnings.catch_warnings():  # empty clouds are counted in `skipped` instead
             warnings.simplefilter("ignore", RuntimeWarning)
             per_cloud = [c.chamfer(squared=False, halve=True, reduction=None),

@@ -1,5 +1,5 @@
 """DirDist / DDM: directional distance fields compared at random queries (Ren et al., arXiv 2401.09736,
-T-PAMI 2025; reference rsy6318/DDM, SPEC §7).
+T-PAMI 2025; reference rsy6318/DDM).
 
 The directional distance field of a model X at a query q is DDF_X(q) = [h, f] in R^4, with
 h = q - q_hat (q_hat the closest point of X) and f = |h + 1e-10| (the reference's form). For a
@@ -23,16 +23,12 @@ from __future__ import annotations
 import torch
 
 from . import _checks
+from ._reduce import compute_dtype
 from .bvh import MeshBVH
-from .knn import knn_points
+from .knn import gather_neighbours, knn_core
 from .mesh import check_mesh, sample_points_on_mesh
 
 __all__ = ["ddm_m2m", "ddm_m2p", "ddm_p2p"]
-
-
-def _compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32 (also for float16/bfloat16 inputs)."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
 def _result(value: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
@@ -51,10 +47,11 @@ def _result(value: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
 
 def _ddf_points(queries: torch.Tensor, cloud: torch.Tensor, lengths: torch.Tensor, K: int) -> torch.Tensor:
     """(B, Q, 4) DDF of clouds (B, N, 3) at queries (B, Q, 3), every query valid."""
-    knn = knn_points(queries, cloud, K=K, y_lengths=lengths, return_nn=True)
-    inverse = 1.0 / (knn.dists.detach() + 1e-8)
+    every = torch.full((queries.shape[0],), queries.shape[1], dtype=torch.int64, device=queries.device)
+    dists, idx = knn_core(queries, cloud, every, lengths, K, 2)
+    inverse = 1.0 / (dists.detach() + 1e-8)
     weights = inverse / inverse.sum(-1, keepdim=True)
-    h = (weights.unsqueeze(-1) * (queries.unsqueeze(2) - knn.knn)).sum(2)
+    h = (weights.unsqueeze(-1) * (queries.unsqueeze(2) - gather_neighbours(cloud, idx))).sum(2)
     return torch.cat([h, (h + 1e-10).norm(dim=-1, keepdim=True)], dim=-1)
 
 
@@ -107,12 +104,11 @@ def ddm_p2p(
     if not beta >= 0:
         raise ValueError(f"beta must be non-negative, got {beta!r}")
     checks = _checks.ValueChecks()
-    sb, sl, unbatched = _checks.as_padded(source, source_lengths, "source", checks)
-    tb, tl, _ = _checks.as_padded(target, target_lengths, "target", checks)
-    _checks.check_pair(sb, tb, "source", "target")
+    pair = _checks.cloud_pair(source, target, source_lengths, target_lengths, checks, ("source", "target"))
+    sb, sl, tb, tl, unbatched = pair.x, pair.x_lengths, pair.y, pair.y_lengths, pair.unbatched
     checks.add((torch.minimum(sl, tl) < K).any(), f"every source and target cloud needs at least K={K} points")
     checks.run()
-    inputs, compute = (sb, tb), _compute_dtype(sb, tb)
+    inputs, compute = (sb, tb), compute_dtype(sb.dtype, tb.dtype)
     sb, tb = sb.to(compute), tb.to(compute)
     B, M, D = tb.shape
     with torch.no_grad():
@@ -164,14 +160,12 @@ def ddm_m2p(
     _checks.check_positive_int(K, "K")
     _checks.check_positive_int(repeat, "repeat")
     _check_std(std)
-    checks = _checks.ValueChecks()
-    pb, pl, unbatched = _checks.as_padded(points, None, "points", checks)
-    checks.run()
+    pb, pl, unbatched = _checks.clouds(points, None, "points")
     if not unbatched or pb.shape[-1] != 3:
         raise ValueError(f"points must be one (N, 3) cloud, got shape {tuple(pb.shape)}")
     if pb.shape[1] < K:
         raise ValueError(f"points has {pb.shape[1]} points, fewer than K={K}")
-    compute = _compute_dtype(verts, pb)
+    compute = compute_dtype(verts.dtype, pb.dtype)
     mesh_verts, target = verts.to(compute), pb[0].to(compute)
     with torch.no_grad():
         around = target.unsqueeze(1) + _noise((target.shape[0], repeat, 3), target, std, generator)
@@ -202,11 +196,11 @@ def ddm_m2m(
     tgt_faces = _single_mesh(tgt_verts, tgt_faces, "tgt_verts", "tgt_faces")
     _checks.check_positive_int(num_queries, "num_queries")
     _check_std(std)
-    compute = _compute_dtype(src_verts, tgt_verts)
+    compute = compute_dtype(src_verts.dtype, tgt_verts.dtype)
     src, tgt = src_verts.to(compute), tgt_verts.to(compute)
     with torch.no_grad():
         on_target = sample_points_on_mesh(
-            tgt.detach(), tgt_faces, num_queries, generator=generator, _names=("tgt_verts", "tgt_faces")
+            tgt.detach(), tgt_faces, num_queries, generator=generator, names=("tgt_verts", "tgt_faces")
         ).points
         around = on_target + _noise(on_target.shape, on_target, std, generator)
         queries = torch.cat([around, _centroids(src, src_faces)])

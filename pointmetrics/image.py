@@ -1,4 +1,5 @@
-"""Image terms for neural-field training and evaluation: PSNR, SSIM and S3IM (SPEC §8-§9)."""
+"""Image terms for neural-field training and evaluation: PSNR, SSIM (Wang et al.
+2004) and S3IM (Xie et al. 2023)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
+from ._reduce import compute_dtype
 
 __all__ = ["psnr", "s3im", "ssim"]
-
-
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """Sums, variances and squares run in float32 at least, float64 for float64 inputs: in
-    float16 a sum of squared errors overflows at 65504 and blur(x^2) - mu^2 cancels to noise."""
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 def _check_data_range(data_range) -> None:
@@ -58,7 +54,7 @@ def psnr(
     """
     pred, target = _image_pair(pred, target)
     _check_data_range(data_range)
-    compute = _compute_dtype(pred)
+    compute = compute_dtype(pred.dtype)
     err = (pred.to(compute) - target.to(compute)).square()
     weight = torch.ones_like(err) if mask is None else _checks.broadcast_mask(mask, err.shape, compute)
     dims = tuple(range(err.dim())) if dim is None else dim
@@ -95,7 +91,7 @@ def _ssim_map(x, y, data_range, kernel_size, sigma, stride, padding):
     window sums to 1), which avoids the cancellation of large means against small variances.
     Zero padding is applied before the shift, so it still pads the unshifted image with zeros.
     """
-    compute = _compute_dtype(x)
+    compute = compute_dtype(x.dtype)
     x, y = x.to(compute), y.to(compute)
     if padding:
         x, y = F.pad(x, (padding,) * 4), F.pad(y, (padding,) * 4)
@@ -166,7 +162,7 @@ def ssim(
     pad = 0 if padding == "valid" else (kernel_size - 1) // 2
     _check_window_fits(tuple(x.shape[-2:]), kernel_size, pad, f"images (padding={padding!r})")
     if x.shape[0] == 0:
-        per_image = x.new_zeros(0, dtype=_compute_dtype(x))
+        per_image = x.new_zeros(0, dtype=compute_dtype(x.dtype))
     else:
         per_image = _ssim_map(x, y, data_range, kernel_size, sigma, 1, pad).mean((1, 2, 3))
     if reduction == "mean":

@@ -72,12 +72,26 @@ def gather_neighbours(points: torch.Tensor, idx: torch.Tensor, lengths: torch.Te
     return torch.where(valid.unsqueeze(-1), out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
-def knn_search(x, y, x_lengths, y_lengths, K: int, norm: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The raw search on validated (B, N, D) inputs: (dists, idx) from the kernel, no gradient."""
-    x_ = x.detach()
-    y_ = y.detach()
+def knn_core(x, y, x_lengths, y_lengths, K: int, norm: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """knn_points on validated padded inputs (see :func:`knn_points` for the contract): (dists, idx).
+
+    The kernel searches, detached from the graph; when a gradient is needed the distances are
+    recomputed in torch from the gathered neighbours, so they reach both x and y and double
+    backward works. This is the only gradient path of the search: the op itself has no autograd.
+    """
     with torch.no_grad():
-        return ops.knn(x_, y_, x_lengths, y_lengths, K, norm)
+        dists, idx = ops.knn(x.detach(), y.detach(), x_lengths, y_lengths, K, norm)
+    if needs_grad(x, y):
+        dtype = dists.dtype
+        dists = pair_distances(x.to(dtype), gather_neighbours(y.to(dtype), idx), idx >= 0, norm)
+    return dists, idx
+
+
+def nearest_core(x, y, x_lengths, y_lengths, norm: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The K = 1 case of :func:`knn_core`: (B, N) distance (squared L2 or L1) from each x point to
+    its nearest y point, and that point's index; 0 / -1 on padding and when y is empty."""
+    dists, idx = knn_core(x, y, x_lengths, y_lengths, 1, norm)
+    return dists[..., 0], idx[..., 0]
 
 
 def pair_distances(x: torch.Tensor, nn: torch.Tensor, valid: torch.Tensor, norm: int) -> torch.Tensor:
@@ -109,6 +123,7 @@ def needs_grad(*tensors: torch.Tensor | None) -> bool:
 def knn_points(
     x: torch.Tensor,
     y: torch.Tensor,
+    *,
     K: int = 1,
     x_lengths: torch.Tensor | None = None,
     y_lengths: torch.Tensor | None = None,
@@ -134,6 +149,10 @@ def knn_points(
         return_nn: also return the neighbours' coordinates.
         return_sorted: accepted for PyTorch3D compatibility; results are always sorted.
 
+    Every argument after ``y`` is keyword-only: PyTorch3D's ``knn_points(p1, p2, lengths1,
+    lengths2, norm, K)`` takes them in another order, so a positional call written for it fails
+    with a TypeError instead of silently swapping K and the lengths.
+
     Returns:
         :class:`KNN` (dists, idx, knn). ``dists`` is differentiable with respect to x and y
         (recomputed in torch from the gathered points, so double backward works); it is float32
@@ -152,10 +171,7 @@ def knn_points(
     pair = _checks.cloud_pair(x, y, x_lengths, y_lengths, checks)
     check_result_size(pair.x.shape[0], pair.x.shape[1], K)
     xb, xl, yb, yl, unbatched = _checks.measured_pair(pair, checks)
-    dists, idx = knn_search(xb, yb, xl, yl, K, norm)
-    if needs_grad(xb, yb):
-        dtype = dists.dtype
-        dists = pair_distances(xb.to(dtype), gather_neighbours(yb.to(dtype), idx), idx >= 0, norm)
+    dists, idx = knn_core(xb, yb, xl, yl, K, norm)
     nn = gather_neighbours(yb, idx) if return_nn else None
     if unbatched:
         return KNN(dists[0], idx[0], None if nn is None else nn[0])

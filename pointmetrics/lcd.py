@@ -1,4 +1,4 @@
-"""Learnable Chamfer Distance (Huang et al., arXiv 2312.16582; reference Tianxinhuang/LCDNet, SPEC §4).
+"""Learnable Chamfer Distance (Huang et al., arXiv 2312.16582; reference Tianxinhuang/LCDNet).
 
 A small network assigns every point of the ground truth S and the reconstruction R a weight; the
 loss is a weighted Chamfer distance, and the network is trained *adversarially* to maximise it,
@@ -26,15 +26,10 @@ import torch
 from torch import nn
 
 from . import _checks
-from .pointcloud import _nearest, _warn_if_empty, safe_sqrt
+from ._reduce import compute_dtype, reduce_batch, safe_sqrt, warn_if_empty
+from .knn import nearest_core
 
 __all__ = ["LCDWeightNet", "lcd_adversarial_step", "lcd_loss"]
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums over points run in float32 at least (float64 for float64): in float16 the sum of a few
-    thousand weights has a resolution of 1 to 2, and overflows beyond 65504."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _pointwise(sizes: list[int], activation: nn.Module, last_activation: bool = True) -> nn.Sequential:
@@ -90,7 +85,7 @@ class LCDWeightNet(nn.Module):
         return self.head(features)[..., 0]
 
     def _weights(self, score: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        score = score.to(_compute_dtype(score.dtype))  # the sum over points: float32 at least
+        score = score.to(compute_dtype(score.dtype))  # the sum over points: float32 at least
         raw = torch.where(valid, self.sigma + torch.exp(-score.square()), torch.zeros_like(score))
         return raw / (1e-8 + raw.sum(1, keepdim=True))
 
@@ -118,20 +113,18 @@ class LCDWeightNet(nn.Module):
         """sum w^2 / 2 over the trainable weight matrices (TensorFlow's l2_loss; biases excluded),
         summed in float32 at least (float32 for a float16/bfloat16 network)."""
         weights = [p for name, p in self.named_parameters() if p.requires_grad and name.endswith("weight")]
-        return sum(w.to(_compute_dtype(w.dtype)).square().sum() for w in weights) / 2
+        return sum(w.to(compute_dtype(w.dtype)).square().sum() for w in weights) / 2
 
 
 def _inputs(gt, rec, gt_lengths, rec_lengths, weight_net):
     if not isinstance(weight_net, LCDWeightNet):
         raise TypeError(f"weight_net must be an LCDWeightNet, got {type(weight_net).__name__}")
     checks = _checks.ValueChecks()
-    gb, gl, unbatched = _checks.as_padded(gt, gt_lengths, "gt", checks)
-    rb, rl, _ = _checks.as_padded(rec, rec_lengths, "rec", checks)
-    _checks.check_pair(gb, rb, "gt", "rec")
-    checks.run()
-    if gb.shape[-1] != 3:
-        raise ValueError(f"gt and rec must be 3D point clouds, got D = {gb.shape[-1]}")
-    return gb, gl, rb, rl, unbatched
+    pair = _checks.cloud_pair(gt, rec, gt_lengths, rec_lengths, checks, ("gt", "rec"))
+    checks.run()  # no working_precision: the points are cast to the weight network's dtype
+    if pair.x.shape[-1] != 3:
+        raise ValueError(f"gt and rec must be 3D point clouds, got D = {pair.x.shape[-1]}")
+    return pair.x, pair.x_lengths, pair.y, pair.y_lengths, pair.unbatched
 
 
 def _per_pair(gb, gl, rb, rl, weight_net: LCDWeightNet) -> torch.Tensor:
@@ -145,9 +138,9 @@ def _per_pair(gb, gl, rb, rl, weight_net: LCDWeightNet) -> torch.Tensor:
     gb = torch.where(gt_valid[..., None], gb.to(param.dtype), 0.0)
     rb = torch.where(rec_valid[..., None], rb.to(param.dtype), 0.0)
     w_gt, w_rec = weight_net(gb, rb, gt_valid, rec_valid)
-    compute = _compute_dtype(param.dtype)
-    sq_gt, _ = _nearest(gb, rb, gl, rl)
-    sq_rec, _ = _nearest(rb, gb, rl, gl)
+    compute = compute_dtype(param.dtype)
+    sq_gt, _ = nearest_core(gb, rb, gl, rl)
+    sq_rec, _ = nearest_core(rb, gb, rl, gl)
     weighted_gt = (w_gt.to(compute) * safe_sqrt(sq_gt.to(compute))).sum(1)
     weighted_rec = (w_rec.to(compute) * safe_sqrt(sq_rec.to(compute))).sum(1)
     return (0.5 * (weighted_gt + weighted_rec)).to(param.dtype)
@@ -176,13 +169,9 @@ def lcd_loss(
     _checks.check_choice(reduction, ("mean", None), "reduction")
     gb, gl, rb, rl, unbatched = _inputs(gt, rec, gt_lengths, rec_lengths, weight_net)
     per_pair = _per_pair(gb, gl, rb, rl, weight_net)
-    empty = (gl == 0) | (rl == 0)
-    if bool(empty.any()):
-        _warn_if_empty(gl, rl, "lcd_loss")
-        per_pair = torch.where(empty, torch.nan, per_pair)
-    if reduction == "mean":
-        return per_pair.mean()
-    return per_pair[0] if unbatched else per_pair
+    if warn_if_empty("lcd_loss", gl, rl):
+        per_pair = torch.where((gl == 0) | (rl == 0), torch.nan, per_pair)
+    return reduce_batch(per_pair, reduction, unbatched)
 
 
 def lcd_adversarial_step(

@@ -7,6 +7,8 @@ from typing import NamedTuple
 
 import torch
 
+from ._reduce import compute_dtype
+
 
 class MeshSamples(NamedTuple):
     """points (n, 3); face_idx (n,) int64; bary (n, 3) barycentric coordinates of each point in its
@@ -88,17 +90,16 @@ def _integer_faces(faces, name: str, shape: str) -> torch.Tensor:
     return faces.to(torch.int64)
 
 
-def as_meshes(verts, faces, face_lengths=None, *, _names: tuple[str, str] = ("verts", "faces")) -> Meshes:
+def as_meshes(verts, faces, face_lengths=None, *, names: tuple[str, str] = ("verts", "faces")) -> Meshes:
     """Validates a mesh or a batch of meshes and returns them padded.
 
     Accepts (V, 3) + (F, 3) for one mesh, (B, V, 3) + (B, F, 3) with optional (B,) face_lengths,
     or lists of per-mesh tensors. Raises TypeError/ValueError naming the argument: wrong shapes or
     dtypes, faces out of range or negative, NaN/Inf in used vertices, mismatched devices.
-    Unreferenced vertices, duplicate faces, holes and degenerate faces are all fine. (``_names``,
-    private: the names of verts and faces that a caller's errors report, e.g. ``("gt_verts",
-    "gt_faces")``.)
+    Unreferenced vertices, duplicate faces, holes and degenerate faces are all fine. ``names``: the
+    names of verts and faces that the errors report, e.g. ``("gt_verts", "gt_faces")``.
     """
-    vname, fname = _names
+    vname, fname = names
     if isinstance(verts, (list, tuple)) or isinstance(faces, (list, tuple)):
         if face_lengths is not None:
             raise ValueError("face_lengths goes with padded tensors, not with lists of meshes")
@@ -199,7 +200,7 @@ def check_mesh(verts: torch.Tensor, faces: torch.Tensor, vname: str = "verts", f
     return faces
 
 
-def _face_cross(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+def face_cross(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """(F, 3) float64 cross products (B - A) x (C - A) of the faces (A, B, C): twice the area along
     the unit normal, differentiable, and exactly zero for every degenerate face.
 
@@ -233,7 +234,7 @@ def _face_cross(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
 def _face_areas_normals64(verts: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """float64 (F,) areas and (F, 3) unit normals; see :func:`face_areas_normals`."""
-    cross = _face_cross(verts, faces)
+    cross = face_cross(verts, faces)
     twice_area = cross.norm(dim=1)
     normals = cross / twice_area.clamp(min=torch.finfo(torch.float64).tiny).unsqueeze(1)
     return 0.5 * twice_area, normals
@@ -284,7 +285,7 @@ def sample_points_on_mesh(
     n: int,
     generator: torch.Generator | None = None,
     *,
-    _names: tuple[str, str] = ("verts", "faces"),
+    names: tuple[str, str] = ("verts", "faces"),
 ) -> MeshSamples:
     """Samples n points uniformly by area on a triangle mesh.
 
@@ -298,13 +299,21 @@ def sample_points_on_mesh(
 
     A mesh without faces, or whose faces all have area 0 (after rounding to the dtype of
     ``verts``: a float16 mesh smaller than float16's resolution collapses to a point), raises a
-    ValueError naming ``faces`` or ``verts``. (``_names``, private: the argument names that
-    callers report in errors, e.g. ``("tgt_verts", "tgt_faces")``.)
+    ValueError naming ``faces`` or ``verts`` (or the names given in ``names``, e.g.
+    ``("tgt_verts", "tgt_faces")``, for a caller whose arguments are called so).
     """
-    vname, fname = _names
-    faces = check_mesh(verts, faces, vname, fname)
+    faces = check_mesh(verts, faces, *names)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    return sample_surface(verts, faces, n, generator, names)
+
+
+def sample_surface(
+    verts: torch.Tensor, faces: torch.Tensor, n: int, generator: torch.Generator | None, names: tuple[str, str]
+) -> MeshSamples:
+    """:func:`sample_points_on_mesh` of a mesh already checked by :func:`check_mesh` (int64 faces
+    indexing finite vertices). Still raises the ValueErrors of a mesh with no area to sample."""
+    vname, fname = names
     if faces.shape[0] == 0:
         raise ValueError(f"{fname} is empty: the mesh has no face to sample from")
     areas, normals = _face_areas_normals64(verts, faces)  # float64 whatever the dtype of verts
@@ -318,7 +327,7 @@ def sample_points_on_mesh(
     uv = uv.to(verts.device)
     su = uv[:, 0].sqrt()
     bary = torch.stack([1 - su, su * (1 - uv[:, 1]), su * uv[:, 1]], dim=1)
-    compute = torch.float64 if verts.dtype == torch.float64 else torch.float32
+    compute = compute_dtype(verts.dtype)
     corners = verts[faces[face_idx]].to(compute)  # (n, 3 corners, 3)
     points = (bary.to(compute).unsqueeze(2) * corners).sum(1)
     return MeshSamples(points.to(verts.dtype), face_idx, bary.to(verts.dtype), normals[face_idx].to(verts.dtype))

@@ -12,9 +12,11 @@ from typing import NamedTuple
 import torch
 
 from . import _checks
+from ._reduce import mean_over_points, reduce_batch, safe_sqrt, warn_if_empty
 from .bvh import MeshBVH, MeshProjection
-from .mesh import as_meshes, sample_points_on_mesh
-from .pointcloud import correspondences, normal_consistency
+from .knn import nearest_core
+from .mesh import as_meshes, sample_points_on_mesh, sample_surface
+from .pointcloud import normal_consistency
 
 
 def closest_points_on_mesh(points, verts, faces, points_lengths=None, face_lengths=None) -> MeshProjection:
@@ -35,22 +37,11 @@ def point_to_surface_distance(
     """
     _checks.check_choice(reduction, ("mean", "sum", None), "reduction")
     bvh = MeshBVH(verts, faces, face_lengths)
-    checks = _checks.ValueChecks()
-    pts, pl, unbatched = _checks.as_padded(points, points_lengths, "points", checks)
-    checks.run()
-    d = bvh.closest_points(pts, pl).distance
-    valid = torch.arange(pts.shape[1], device=pts.device)[None] < pl[:, None]
-    per_cloud = torch.where(valid, d, 0.0).sum(1) / pl.clamp(min=1)
-    if bool((pl == 0).any()):
-        warnings.warn(
-            "point_to_surface_distance: a point cloud is empty; its result is NaN", RuntimeWarning, stacklevel=2
-        )
-    per_cloud = torch.where(pl == 0, torch.nan, per_cloud)
-    if reduction == "mean":
-        return per_cloud.mean()
-    if reduction == "sum":
-        return per_cloud.sum()
-    return per_cloud[0] if unbatched and bvh.meshes.unbatched else per_cloud
+    queries = bvh.queries(points, points_lengths)
+    batched = queries._replace(unbatched=False)
+    per_cloud = mean_over_points(bvh.closest_core(batched).distance, queries.lengths)
+    warn_if_empty("point_to_surface_distance", queries.lengths)
+    return reduce_batch(per_cloud, reduction, queries.unbatched)
 
 
 class PointMeshDistance(NamedTuple):
@@ -81,25 +72,23 @@ def point_mesh_distance(
     ValueError naming ``verts`` (or ``faces`` when it has no faces)."""
     _checks.check_positive_int(samples, "samples")
     meshes = as_meshes(verts, faces, face_lengths)
-    checks = _checks.ValueChecks()
-    pts, pl, _ = _checks.as_padded(points, points_lengths, "points", checks)
-    checks.run()
-    bvh = MeshBVH(meshes.verts, meshes.faces, meshes.face_lengths)
-    to_mesh = bvh.closest_points(pts, pl).distance
+    bvh = MeshBVH.from_meshes(meshes)
+    queries = bvh.queries(points, points_lengths)._replace(unbatched=False)
+    pts, pl, _ = queries
+    to_mesh = bvh.closest_core(queries).distance
     draws = []
     for b in range(meshes.verts.shape[0]):
         f = meshes.faces[b, : int(meshes.face_lengths[b])]
         names = ("verts", "faces") if meshes.unbatched else (f"verts[{b}]", f"faces[{b}]")
-        draws.append(sample_points_on_mesh(meshes.verts[b], f, samples, generator=generator, _names=names).points)
+        draws.append(sample_surface(meshes.verts[b], f, samples, generator, names).points)
     drawn = torch.stack(draws)
-    c = correspondences(drawn, pts, y_lengths=pl)
-    valid = torch.arange(pts.shape[1], device=pts.device)[None] < pl[:, None]
-    mean_to_mesh = torch.where(valid, to_mesh, 0.0).sum(1) / pl.clamp(min=1)
-    chamfer = 0.5 * (mean_to_mesh + c.x_to_y.mean(1))
-    if bool((pl == 0).any()):
-        warnings.warn("point_mesh_distance: a point cloud is empty; its chamfer is NaN", RuntimeWarning, stacklevel=2)
-        chamfer = torch.where(pl == 0, torch.nan, chamfer)
-    return PointMeshDistance(to_mesh, c.x_to_y, chamfer, drawn)
+    # the samples are new points: checked (and measured in their working precision) against the cloud
+    pair = _checks.validated_pair(drawn, pts, None, pl, ("samples", "points"))
+    sq_to_points, _ = nearest_core(pair.x, pair.y, pair.x_lengths, pair.y_lengths)
+    to_points = safe_sqrt(sq_to_points)
+    chamfer = 0.5 * (mean_over_points(to_mesh, pl) + to_points.mean(1))
+    warn_if_empty("point_mesh_distance", pl, result="its chamfer is NaN")
+    return PointMeshDistance(to_mesh, to_points, chamfer, drawn)
 
 
 def winding_number(points, verts, faces, points_lengths=None, face_lengths=None, beta: float = 2.0):
@@ -152,8 +141,8 @@ def volumetric_iou(
         raise ValueError(f"n_points must be a positive integer, got {n_points!r}")
     if not padding >= 0:
         raise ValueError(f"padding must be non-negative, got {padding!r}")
-    gt = as_meshes(gt_verts, gt_faces, _names=("gt_verts", "gt_faces"))
-    pred = as_meshes(pred_verts, pred_faces, _names=("pred_verts", "pred_faces"))
+    gt = as_meshes(gt_verts, gt_faces, names=("gt_verts", "gt_faces"))
+    pred = as_meshes(pred_verts, pred_faces, names=("pred_verts", "pred_faces"))
     if not (gt.unbatched and pred.unbatched):
         raise ValueError("volumetric_iou compares one predicted mesh with one ground-truth mesh")
     used = gt.verts[0][gt.faces[0].unique()] if gt.faces.shape[1] else gt.verts[0]
@@ -191,7 +180,7 @@ def volumetric_iou(
 def _inside(meshes, points, beta):
     if meshes.faces.shape[1] == 0 or int(meshes.face_lengths[0]) == 0:
         return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
-    bvh = MeshBVH(meshes.verts[0], meshes.faces[0])
+    bvh = MeshBVH.from_meshes(meshes)
     return bvh.occupancy(points.to(bvh.dtype), beta=beta)
 
 
@@ -204,5 +193,5 @@ def mesh_normal_consistency(
     A prediction without a face of positive area raises a ValueError naming ``pred_verts`` (or
     ``pred_faces`` when it has no faces)."""
     _checks.check_positive_int(samples, "samples")
-    s = sample_points_on_mesh(pred_verts, pred_faces, samples, generator=generator, _names=("pred_verts", "pred_faces"))
+    s = sample_points_on_mesh(pred_verts, pred_faces, samples, generator=generator, names=("pred_verts", "pred_faces"))
     return normal_consistency(s.points, s.normals, gt_points, gt_normals)

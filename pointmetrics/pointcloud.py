@@ -7,7 +7,6 @@ direction serves all of them); the module-level functions are thin wrappers.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Union
@@ -16,46 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
-from .knn import gather_neighbours, knn_search, needs_grad, pair_distances
+from ._reduce import mean_over_points, reduce_batch, safe_sqrt, valid_mask, warn_if_empty
+from .knn import gather_neighbours, nearest_core
 
 Thresholds = Union[float, Sequence[float], torch.Tensor]
-
-
-class _SafeSqrt(torch.autograd.Function):
-    """sqrt(d2) whose derivative is 0.5 / sqrt(d2 + 1e-12), so it stays finite at d2 = 0."""
-
-    @staticmethod
-    def forward(ctx, d2):
-        ctx.save_for_backward(d2)
-        return d2.sqrt()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (d2,) = ctx.saved_tensors
-        return grad * 0.5 * torch.rsqrt(d2 + 1e-12)
-
-
-def safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance from a squared one, with a gradient that is finite at zero."""
-    return _SafeSqrt.apply(d2)
-
-
-def _nearest(x, y, xl, yl, norm: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N) distance from each x point to its nearest y point (squared L2 or L1) and its index.
-
-    The kernel finds the index; the distance is recomputed in torch from the gathered point when a
-    gradient is needed, so it reaches both x and y. 0 / -1 on padding and when y is empty.
-    """
-    dists, idx = knn_search(x, y, xl, yl, 1, norm)
-    if needs_grad(x, y):
-        dtype = dists.dtype
-        nn = gather_neighbours(y.to(dtype), idx)
-        dists = pair_distances(x.to(dtype), nn, idx >= 0, norm)
-    return dists[..., 0], idx[..., 0]
-
-
-def _mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def _at_least_one_column(sq: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,11 +27,6 @@ def _at_least_one_column(sq: torch.Tensor, index: torch.Tensor) -> tuple[torch.T
     if sq.shape[1] > 0:
         return sq, index
     return sq.new_zeros(sq.shape[0], 1), index.new_full((index.shape[0], 1), -1)
-
-
-def _warn_if_empty(xl: torch.Tensor, yl: torch.Tensor, what: str) -> None:
-    if bool(((xl == 0) | (yl == 0)).any()):
-        warnings.warn(f"{what}: a point cloud is empty; its result is NaN", RuntimeWarning, stacklevel=3)
 
 
 class Hausdorff(NamedTuple):
@@ -138,20 +96,13 @@ class Correspondences:
         gives NaN (with a warning).
         """
         _checks.check_choice(reduction, ("mean", "sum", None), "reduction")
-        _warn_if_empty(self.x_lengths, self.y_lengths, "chamfer")
+        warn_if_empty("chamfer", self.x_lengths, self.y_lengths)
         dx = self.sq_x_to_y if squared else self.x_to_y
         dy = self.sq_y_to_x if squared else self.y_to_x
-        # Divide by clamped lengths and select NaN afterwards: a 0 / 0 in the graph would send
-        # NaN gradients into the padding even where the NaN result is not used.
-        per_cloud = dx.sum(1) / self.x_lengths.clamp(min=1) + dy.sum(1) / self.y_lengths.clamp(min=1)
-        per_cloud = torch.where((self.x_lengths == 0) | (self.y_lengths == 0), torch.nan, per_cloud)
+        per_cloud = mean_over_points(dx, self.x_lengths) + mean_over_points(dy, self.y_lengths)
         if halve:
             per_cloud = 0.5 * per_cloud
-        if reduction == "mean":
-            return per_cloud.mean()
-        if reduction == "sum":
-            return per_cloud.sum()
-        return self._per_cloud(per_cloud)
+        return reduce_batch(per_cloud, reduction, self.unbatched)
 
     def hausdorff(self, direction: str = "symmetric") -> Hausdorff:
         """Hausdorff distance  H = max(max_i d(x_i, Y), max_j d(y_j, X))  (Euclidean, unsquared).
@@ -160,11 +111,11 @@ class Correspondences:
         distance per cloud and the realising pair of indices. Empty cloud: NaN and -1 (warning).
         """
         _checks.check_choice(direction, ("symmetric", "x_to_y", "y_to_x"), "direction")
-        _warn_if_empty(self.x_lengths, self.y_lengths, "hausdorff_distance")
+        warn_if_empty("hausdorff_distance", self.x_lengths, self.y_lengths)
         sq_x, index_x = _at_least_one_column(self.sq_x_to_y, self.x_to_y_index)
         sq_y, index_y = _at_least_one_column(self.sq_y_to_x, self.y_to_x_index)
-        valid_x = _mask(self.x_lengths, sq_x.shape[1])
-        valid_y = _mask(self.y_lengths, sq_y.shape[1])
+        valid_x = valid_mask(self.x_lengths, sq_x.shape[1])
+        valid_y = valid_mask(self.y_lengths, sq_y.shape[1])
         # argmax on squared distances (monotone), sqrt taken on the winner only.
         sx, ix = sq_x.masked_fill(~valid_x, -1.0).max(1, keepdim=True)
         sy, iy = sq_y.masked_fill(~valid_y, -1.0).max(1, keepdim=True)
@@ -194,10 +145,10 @@ class Correspondences:
         tau = torch.as_tensor(thresholds, dtype=self.sq_x_to_y.dtype, device=self.sq_x_to_y.device).reshape(-1)
         if tau.numel() == 0 or bool((tau <= 0).any()) or not bool(torch.isfinite(tau).all()):
             raise ValueError(f"thresholds must be positive finite distances, got {thresholds!r}")
-        _warn_if_empty(self.x_lengths, self.y_lengths, "fscore")
+        warn_if_empty("fscore", self.x_lengths, self.y_lengths)
         with torch.no_grad():
-            valid_x = _mask(self.x_lengths, self.sq_x_to_y.shape[1])
-            valid_y = _mask(self.y_lengths, self.sq_y_to_x.shape[1])
+            valid_x = valid_mask(self.x_lengths, self.sq_x_to_y.shape[1])
+            valid_y = valid_mask(self.y_lengths, self.sq_y_to_x.shape[1])
             hit_x = (self.sq_x_to_y.sqrt().unsqueeze(-1) < tau) & valid_x.unsqueeze(-1)
             hit_y = (self.sq_y_to_x.sqrt().unsqueeze(-1) < tau) & valid_y.unsqueeze(-1)
             precision = hit_x.sum(1).to(tau.dtype) / self.x_lengths.unsqueeze(-1)
@@ -218,14 +169,10 @@ class Correspondences:
         """
         xn = _checks.check_normals(x_normals, (*self.x_to_y_index.shape, self.dim), self.sq_x_to_y.device, "x_normals")
         yn = _checks.check_normals(y_normals, (*self.y_to_x_index.shape, self.dim), self.sq_y_to_x.device, "y_normals")
-        _warn_if_empty(self.x_lengths, self.y_lengths, "normal_consistency")
-        valid_x = _mask(self.x_lengths, xn.shape[1])
-        valid_y = _mask(self.y_lengths, yn.shape[1])
-        ax = torch.where(valid_x, _normal_agreement(xn, yn, self.x_to_y_index), 0.0).sum(1)
-        ay = torch.where(valid_y, _normal_agreement(yn, xn, self.y_to_x_index), 0.0).sum(1)
-        ax, ay = ax / self.x_lengths.clamp(min=1), ay / self.y_lengths.clamp(min=1)
-        nc = torch.where((self.x_lengths == 0) | (self.y_lengths == 0), torch.nan, 0.5 * (ax + ay))
-        return self._per_cloud(nc)
+        warn_if_empty("normal_consistency", self.x_lengths, self.y_lengths)
+        ax = mean_over_points(_normal_agreement(xn, yn, self.x_to_y_index), self.x_lengths)
+        ay = mean_over_points(_normal_agreement(yn, xn, self.y_to_x_index), self.y_lengths)
+        return self._per_cloud(0.5 * (ax + ay))
 
 
 def _normal_agreement(normals, other, index):
@@ -247,16 +194,14 @@ def correspondences(
     ``x`` and ``y``: (B, N, D) / (B, M, D) tensors with optional lengths, single (N, D) clouds, or
     lists of (N_i, D) tensors. Use the result to compute several metrics from one search.
     """
-    return _correspondences(x, y, x_lengths, y_lengths, ("x", "y"))
+    return correspondences_core(_checks.validated_pair(x, y, x_lengths, y_lengths))
 
 
-def _correspondences(x, y, x_lengths, y_lengths, names: tuple[str, str]) -> Correspondences:
-    """correspondences() with the argument names its caller's errors should use (e.g. pred, gt)."""
-    checks = _checks.ValueChecks()
-    pair = _checks.cloud_pair(x, y, x_lengths, y_lengths, checks, names)
-    xb, xl, yb, yl, unbatched = _checks.measured_pair(pair, checks)
-    dx, ix = _nearest(xb, yb, xl, yl)
-    dy, iy = _nearest(yb, xb, yl, xl)
+def correspondences_core(pair: _checks.Pair) -> Correspondences:
+    """:func:`correspondences` of a validated pair: one nearest-neighbour search each way."""
+    xb, xl, yb, yl, unbatched = pair
+    dx, ix = nearest_core(xb, yb, xl, yl)
+    dy, iy = nearest_core(yb, xb, yl, xl)
     return Correspondences(dx, ix, dy, iy, xl, yl, unbatched, xb.shape[2])
 
 
@@ -293,8 +238,8 @@ def normal_consistency(x, x_normals, y, y_normals, x_lengths=None, y_lengths=Non
 
 def _chamfer_one_direction(x, y, xl, yl, xn, yn, weights, point_reduction, norm, abs_cosine):
     """PyTorch3D's single-direction Chamfer terms (distances and normal terms) for x -> y."""
-    d, idx = _nearest(x, y, xl, yl, norm)
-    valid = _mask(xl, x.shape[1])
+    d, idx = nearest_core(x, y, xl, yl, norm)
+    valid = valid_mask(xl, x.shape[1])
     scale = 1.0 if weights is None else weights.to(d.dtype)[:, None]
     zero = torch.zeros((), dtype=d.dtype, device=d.device)
     d = torch.where(valid, d * scale, zero)  # where, not a product: padding may hold NaN

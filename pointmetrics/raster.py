@@ -23,7 +23,8 @@ from typing import NamedTuple
 import torch
 
 from ._ops import ops
-from .mesh import Meshes, _face_cross, as_meshes
+from ._reduce import compute_dtype
+from .mesh import Meshes, as_meshes, face_cross
 
 # ----------------------------------------------------------------------------------------------
 # Cameras
@@ -118,7 +119,7 @@ class Cameras:
     def clip(self, verts: torch.Tensor) -> torch.Tensor:
         """Clip-space positions (B, C, V, 4) of vertices (B, V, 3) in every view; differentiable.
         Computed and returned in float32 for float16/bfloat16/float32 vertices, float64 for float64."""
-        verts = verts.to(_compute_dtype(verts.dtype))
+        verts = verts.to(compute_dtype(verts.dtype))
         # The matrix is formed on the host in float64; the product is written as separate
         # elementwise multiplies and adds in a fixed order (((m0 x + m1 y) + m2 z) + m3), never a
         # matmul or einsum, so no device may fuse it into FMAs or reorder the sum: CPU and CUDA
@@ -149,7 +150,7 @@ class Fragments(NamedTuple):
     depth: torch.Tensor
 
 
-def _image_size(image_size) -> tuple[int, int]:
+def checked_image_size(image_size) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size):
         raise ValueError(f"image_size must be a positive int or (height, width) of positive ints, got {image_size!r}")
@@ -161,19 +162,13 @@ def _check_cameras(cameras) -> None:
         raise TypeError(f"cameras must be a pointmetrics.Cameras, got {type(cameras).__name__}")
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Geometry runs in float32 at least (float64 for float64): half precision has neither the
-    range nor the resolution for projections, normal sums and matrix inverses."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _in_compute_dtype(meshes: Meshes) -> Meshes:
-    compute = _compute_dtype(meshes.verts.dtype)
+    compute = compute_dtype(meshes.verts.dtype)
     return Meshes(meshes.verts.to(compute), meshes.faces, meshes.face_lengths, meshes.unbatched)
 
 
 def _rasterize(meshes: Meshes, cameras: Cameras, size: tuple[int, int]) -> tuple[Fragments, torch.Tensor]:
-    clip = cameras.clip(meshes.verts.to(_compute_dtype(meshes.verts.dtype)))
+    clip = cameras.clip(meshes.verts.to(compute_dtype(meshes.verts.dtype)))
     with torch.no_grad():
         face, bary, depth = ops.rasterize_triangles(clip.detach(), meshes.faces, meshes.face_lengths, size[0], size[1])
     return Fragments(face, bary, depth), clip
@@ -198,7 +193,7 @@ def rasterize(verts, faces, cameras: Cameras, image_size=512, face_lengths=None)
     nothing). Meshes outside the view volume give empty images.
     """
     _check_cameras(cameras)
-    size = _image_size(image_size)
+    size = checked_image_size(image_size)
     meshes = as_meshes(verts, faces, face_lengths)
     fragments, _ = _rasterize(meshes, cameras, size)
     return _unbatch(meshes, fragments)
@@ -263,14 +258,14 @@ def differentiable_bary(clip: torch.Tensor, meshes: Meshes, face: torch.Tensor) 
 
 def _batch_face_cross(meshes: Meshes) -> torch.Tensor:
     """(B, F, 3) cross products (B - A) x (C - A) of every face, in the vertices' dtype, computed by
-    :func:`pointmetrics.mesh._face_cross` (float64; exactly zero for degenerate faces and for the
+    :func:`pointmetrics.mesh.face_cross` (float64; exactly zero for degenerate faces and for the
     padding past ``face_lengths``); differentiable."""
     B, V, _ = meshes.verts.shape
     F = meshes.faces.shape[1]
     offsets = V * torch.arange(B, device=meshes.faces.device).view(B, 1, 1)
     valid = torch.arange(F, device=meshes.faces.device)[None] < meshes.face_lengths[:, None]
     flat_faces = torch.where(valid[..., None], meshes.faces + offsets, offsets).reshape(B * F, 3)
-    cross = _face_cross(meshes.verts.reshape(B * V, 3), flat_faces)  # padding faces (v, v, v): zero
+    cross = face_cross(meshes.verts.reshape(B * V, 3), flat_faces)  # padding faces (v, v, v): zero
     return cross.reshape(B, F, 3).to(meshes.verts.dtype)
 
 
@@ -370,7 +365,7 @@ def render_normals(
         raise ValueError(f"space must be 'view' or 'world', got {space!r}")
     if shading not in ("smooth", "flat"):
         raise ValueError(f"shading must be 'smooth' or 'flat', got {shading!r}")
-    size = _image_size(image_size)
+    size = checked_image_size(image_size)
     meshes = _in_compute_dtype(as_meshes(verts, faces, face_lengths))
     fragments, clip = _rasterize(meshes, cameras, size)
     face = fragments.face

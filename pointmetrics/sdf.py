@@ -1,4 +1,5 @@
-"""Regularisers for neural signed distance fields and NeRF-style training (SPEC §5-§6).
+"""Regularisers for neural signed distance fields and NeRF-style training: the eikonal term
+(IGR), StEik's directional and Laplacian divergence, sparsity, SDF-at-points, mask and opacity terms.
 
 Each function takes what a training loop already has: query points ``x`` (with
 ``requires_grad``), SDF values, and gradients ``grad = dSDF/dx`` computed with
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _checks
+from ._reduce import compute_dtype
 
 __all__ = [
     "directional_divergence",
@@ -72,18 +74,12 @@ def _grad_field(grad, name: str = "grad") -> torch.Tensor:
     return grad
 
 
-def _compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """Every term is computed and averaged in float32 at least (float64 for float64 inputs): in
-    float16 a sum over a few thousand samples overflows at 65504, and squares lose resolution."""
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-
 def _upcast(t: torch.Tensor) -> torch.Tensor:
-    return t.to(_compute_dtype(t))
+    return t.to(compute_dtype(t.dtype))
 
 
 def _mean(values: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of ``values`` (in float32 at least, see :func:`_compute_dtype`) in the dtype of ``like``
+    """Mean of ``values`` (in float32 at least, see :func:`._reduce.compute_dtype`) in the dtype of ``like``
     (kept in the compute dtype without ``like``); 0 (not NaN) for an empty tensor: no samples, no
     penalty."""
     mean = _upcast(values).sum() / max(values.numel(), 1)
@@ -145,7 +141,7 @@ def eikonal_loss(grad: torch.Tensor, kind: str = "sq", mask: torch.Tensor | None
     grad = _grad_field(grad)
     _checks.check_choice(kind, ("sq", "abs"), "kind")
     if mask is not None:
-        mask_weights = _checks.broadcast_mask(mask, grad.shape[:-1], _compute_dtype(grad))
+        mask_weights = _checks.broadcast_mask(mask, grad.shape[:-1], compute_dtype(grad.dtype))
     residual = _safe_norm(_upcast(grad)) - 1.0
     term = residual.square() if kind == "sq" else residual.abs()
     if mask is None:
@@ -196,7 +192,7 @@ def laplacian_divergence(x: torch.Tensor, grad: torch.Tensor, norm: str = "l1") 
     _norm_kind(norm)
     _require_graph(x, grad, "laplacian_divergence")
     _check_finite(x=x, grad=grad)
-    div = torch.zeros(grad.shape[:-1], dtype=_compute_dtype(grad), device=grad.device)
+    div = torch.zeros(grad.shape[:-1], dtype=compute_dtype(grad.dtype), device=grad.device)
     for d in range(grad.shape[-1]):
         component = grad[..., d]
         (second,) = torch.autograd.grad(component, x, torch.ones_like(component), create_graph=True)

@@ -2,7 +2,7 @@
 
     python scripts/fit_sdf_bunny.py [--steps 300] [--points 2048] [--seed 0]
 
-Loss per step (StEik's "siren_wo_n_w_div", SPEC §5): on-surface |f| + off-surface
+Loss per step (StEik's "siren_wo_n_w_div", Yang et al. 2023): on-surface |f| + off-surface
 exp(-100 |f|) + eikonal (absolute form) + the directional divergence with StEik's annealed weight.
 The network is an MLP with Softplus activations and IGR's geometric initialisation (a sphere), so
 that a few hundred steps suffice. The surface is read off by projecting points onto the zero level

@@ -7,9 +7,6 @@ import torch
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "examples" / "data"
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
 @pytest.fixture(
     params=[
         "cpu",

@@ -83,13 +83,13 @@ def test_search_data_is_prepared_once_and_checked(gen):
     v, f = random_mesh(gen)
     bvh = pm.MeshBVH(v, f)
     first = bvh.closest_points(queries(gen, v, 50))
-    data = bvh._closest_data()
+    data = bvh.search_data()
     again = bvh.closest_points(queries(gen, v, 50))
-    assert all(a is b for a, b in zip(data, bvh._closest_data()))  # kept, not rebuilt per query
+    assert all(a is b for a, b in zip(data, bvh.search_data()))  # kept, not rebuilt per query
     assert first.face.shape == again.face.shape
     frames, slot_boxes, quads = data
     assert frames.shape == (1, len(f), 120) and frames.dtype == torch.uint8
-    args = (queries(gen, v, 5)[None], torch.tensor([5]), bvh.tris, bvh.face, bvh.lo, bvh.hi, bvh.meshes.face_lengths)
+    args = (queries(gen, v, 5)[None], torch.tensor([5]), bvh.tree.tris, bvh.tree.face, bvh.tree.lo, bvh.tree.hi, bvh.meshes.face_lengths)
     with pytest.raises(RuntimeError, match="frames must be"):
         ops.closest_triangle(*args, frames[:, :, :100], slot_boxes, quads)
     with pytest.raises(RuntimeError, match="face_lengths values must lie"):
@@ -97,7 +97,7 @@ def test_search_data_is_prepared_once_and_checked(gen):
     with pytest.raises(RuntimeError, match="slot_boxes must be"):
         ops.closest_triangle(*args, frames, slot_boxes[:, 1:], quads)
     with pytest.raises(RuntimeError, match="faces must lie"):
-        ops.triangle_frames(bvh.tris, bvh.meshes.face_lengths, bvh.tris.shape[1] + 1)
+        ops.triangle_frames(bvh.tree.tris, bvh.meshes.face_lengths, bvh.tree.tris.shape[1] + 1)
 
 
 def test_float32_matches_float64(gen):
@@ -305,11 +305,11 @@ def test_opcheck(gen):
     pl = torch.tensor([33])
     torch.library.opcheck(ops.kd_order, (torch.rand(2, 50, 3, generator=gen), torch.tensor([50, 17])))
     fl = bvh.meshes.face_lengths
-    torch.library.opcheck(ops.triangle_frames, (bvh.tris, fl, len(f)))
-    torch.library.opcheck(ops.closest_triangle, (pts, pl, bvh.tris, bvh.face, bvh.lo, bvh.hi, fl, *bvh._closest_data()))
+    torch.library.opcheck(ops.triangle_frames, (bvh.tree.tris, fl, len(f)))
+    torch.library.opcheck(ops.closest_triangle, (pts, pl, bvh.tree.tris, bvh.tree.face, bvh.tree.lo, bvh.tree.hi, fl, *bvh.search_data()))
     torch.library.opcheck(
         ops.winding_number,
-        (pts, pl, bvh.tris, bvh.face, bvh.lo, bvh.hi, bvh.meshes.face_lengths, *bvh._winding_moments(), 2.0),
+        (pts, pl, bvh.tree.tris, bvh.tree.face, bvh.tree.lo, bvh.tree.hi, bvh.meshes.face_lengths, *bvh.moments(), 2.0),
     )
 
 

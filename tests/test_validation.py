@@ -81,3 +81,14 @@ def test_raw_op_rejects_bad_arguments():
         torch.ops.pointmetrics.knn(X, Y, lengths.int(), lengths, 1, 2)
     with pytest.raises(RuntimeError, match=r"values must lie in \[0, 8\]"):
         torch.ops.pointmetrics.knn(X, Y, lengths, torch.tensor([9, 1]), 1, 2)
+
+
+def test_knn_points_arguments_after_y_are_keyword_only():
+    # PyTorch3D's order is (p1, p2, lengths1, lengths2, norm, K): a positional call written for it
+    # must fail loudly, never run with K and the lengths swapped.
+    x, y, lengths = torch.rand(2, 5, 3), torch.rand(2, 6, 3), torch.tensor([5, 4])
+    with pytest.raises(TypeError, match="positional"):
+        pm.knn_points(x, y, lengths, lengths)
+    with pytest.raises(TypeError, match="positional"):
+        pm.knn_points(x, y, 2)
+    assert pm.knn_points(x, y, K=2).idx.shape == (2, 5, 2)

@@ -1,4 +1,4 @@
-"""DTU MVS 2014 evaluation, step for step as DTUeval-python (jzhangbs/DTUeval-python, SPEC §1).
+"""DTU MVS 2014 evaluation, step for step as DTUeval-python (jzhangbs/DTUeval-python).
 
 1. mesh -> points by the triangle-lattice sampler (every vertex plus the lattice samples);
 2. seeded shuffle (numpy ``default_rng(seed).shuffle``, the reference's call with a seed);
@@ -129,7 +129,7 @@ def _input_points(data, mode: str, density: float, remove_unreferenced: bool) ->
         raise TypeError("data must be a file path, an (N, 3) point tensor or a (verts, faces) pair")
     if mode == "mesh" and faces is None:
         raise ValueError("mode='mesh' needs a mesh with faces; this input is a point cloud")
-    if mode == "pcd" or faces is None:  # a mesh without faces counts as a point cloud (SPEC)
+    if mode == "pcd" or faces is None:  # a mesh without faces counts as a point cloud
         return verts.detach().double().cpu().numpy().copy()
     return sample_mesh_lattice(verts, faces, density, remove_unreferenced=remove_unreferenced).cpu().numpy()
 

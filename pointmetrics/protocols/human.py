@@ -1,4 +1,4 @@
-"""The CAPE / ICON clothed-human protocol (SPEC §2): Chamfer, P2S and normal-map error.
+"""The CAPE / ICON clothed-human protocol: Chamfer, P2S and normal-map error.
 
 Both published generations are implemented, selected by ``backend``; record it with every number:
 
@@ -45,7 +45,7 @@ from .. import _checks, io
 from ..bvh import MeshBVH
 from ..mesh import check_mesh, face_areas_normals, sample_points_on_mesh
 from ..png import save_normal_pngs
-from ..raster import Cameras, _image_size, look_at, render_normals, rotation_y
+from ..raster import Cameras, checked_image_size, look_at, render_normals, rotation_y
 
 BACKENDS = ("icon2022", "econ")
 ICON_VIEWS = (0.0, 180.0, 90.0, 270.0)  # model rotations about +y, in ICON's order
@@ -156,7 +156,7 @@ def normal_map_error(
     save_dir: str | os.PathLike | None = None,
     allow_clipping: bool = False,
 ) -> NormalMapError:
-    """Normal-map error between two meshes, as ICON-2022 or ECON report "Normal" (SPEC §2).
+    """Normal-map error between two meshes, as ICON-2022 or ECON report "Normal".
 
     For each view v: E_v = mean over all H x W pixels of sum_rgb (I_pred - I_gt)^2, with no mask
     (a silhouette mismatch counts; background against background is 0). Returns sum_v E_v.
@@ -225,7 +225,7 @@ def _mean_distance(points: torch.Tensor, verts: torch.Tensor, faces: torch.Tenso
 
 @dataclass
 class HumanEvalResult:
-    """Chamfer, P2S (both "cm": normalised-space distances x 100) and Normal (L2) of SPEC §2.
+    """Chamfer, P2S (both "cm": normalised-space distances x 100) and Normal (L2) of the CAPE protocol.
 
     chamfer = 1/2 (P2S + recon-to-scan) x 100; p2s = mean distance of scan samples to the
     reconstruction x 100; normal = :func:`normal_map_error`. samples: how many points were drawn
@@ -259,7 +259,7 @@ def human_eval(
     progress: Callable[[str], None] | None = None,
 ) -> HumanEvalResult:
     """Scores a reconstructed clothed human against its scan with the CAPE protocol of ICON-2022
-    or ECON (see the module docstring and SPEC §2).
+    or ECON (see the module docstring).
 
     ``pred`` (the reconstruction) and ``gt`` (the scan) are (verts, faces) pairs or trimesh-like
     meshes in the normalised evaluation frame. ``seed`` makes the surface samples reproducible
@@ -278,7 +278,7 @@ def human_eval(
     """
     _check_backend(backend)
     _checks.check_positive_int(num_samples, "num_samples")
-    _image_size(image_size)
+    checked_image_size(image_size)
     if min_triangle_area is not None:
         _checks.check_positive_number(min_triangle_area, "min_triangle_area")
     pv, pf = _as_vf(pred, "pred")
