@@ -89,7 +89,8 @@ def test_search_data_is_prepared_once_and_checked(gen):
     assert first.face.shape == again.face.shape
     frames, slot_boxes, quads = data
     assert frames.shape == (1, len(f), 120) and frames.dtype == torch.uint8
-    args = (queries(gen, v, 5)[None], torch.tensor([5]), bvh.tree.tris, bvh.tree.face, bvh.tree.lo, bvh.tree.hi, bvh.meshes.face_lengths)
+    t = bvh.tree
+    args = (queries(gen, v, 5)[None], torch.tensor([5]), t.tris, t.face, t.lo, t.hi, bvh.meshes.face_lengths)
     with pytest.raises(RuntimeError, match="frames must be"):
         ops.closest_triangle(*args, frames[:, :, :100], slot_boxes, quads)
     with pytest.raises(RuntimeError, match="face_lengths values must lie"):
@@ -306,7 +307,8 @@ def test_opcheck(gen):
     torch.library.opcheck(ops.kd_order, (torch.rand(2, 50, 3, generator=gen), torch.tensor([50, 17])))
     fl = bvh.meshes.face_lengths
     torch.library.opcheck(ops.triangle_frames, (bvh.tree.tris, fl, len(f)))
-    torch.library.opcheck(ops.closest_triangle, (pts, pl, bvh.tree.tris, bvh.tree.face, bvh.tree.lo, bvh.tree.hi, fl, *bvh.search_data()))
+    t = bvh.tree
+    torch.library.opcheck(ops.closest_triangle, (pts, pl, t.tris, t.face, t.lo, t.hi, fl, *bvh.search_data()))
     torch.library.opcheck(
         ops.winding_number,
         (pts, pl, bvh.tree.tris, bvh.tree.face, bvh.tree.lo, bvh.tree.hi, bvh.meshes.face_lengths, *bvh.moments(), 2.0),
