@@ -260,7 +260,7 @@ def _random_device(data: torch.Tensor, generator: torch.Generator | None) -> tor
     return data.device if generator is None else generator.device
 
 
-def _draw_faces(weights: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
+def draw_faces(weights: torch.Tensor, n: int, generator: torch.Generator | None) -> torch.Tensor:
     """n face indices drawn with probability weights / sum(weights), on the device of ``weights``.
 
     Faces of weight 0 are never drawn. The draw happens on the generator's device (the weights go
@@ -322,7 +322,7 @@ def sample_surface(
             f"{vname}: the mesh has no face with positive area to sample from (every face of {fname} "
             f"has repeated, identical or collinear corners in {verts.dtype})"
         )
-    face_idx = _draw_faces(areas.detach(), n, generator)
+    face_idx = draw_faces(areas.detach(), n, generator)
     uv = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=_random_device(verts, generator))
     uv = uv.to(verts.device)
     su = uv[:, 0].sqrt()

@@ -117,7 +117,7 @@ def test_zero_area_faces_are_never_drawn_by_the_inverse_cdf(gen, monkeypatch):
     # a uniform number that rounds up to the total lands on the last face of positive area
     weights = torch.tensor([1.0, 2.0, 0.0, 0.0], dtype=torch.float64)
     monkeypatch.setattr(torch, "rand", lambda n, **kw: torch.full((n,), 1 - 2**-60, dtype=torch.float64))
-    assert mesh_module._draw_faces(weights, 3, None).tolist() == [1, 1, 1]
+    assert mesh_module.draw_faces(weights, 3, None).tolist() == [1, 1, 1]
 
 
 def test_a_mesh_of_only_degenerate_faces_cannot_be_sampled():
