@@ -43,6 +43,7 @@ import torch
 
 from .. import _checks, io
 from ..bvh import MeshBVH
+from ..compat.pytorch3d import pytorch3d_distance_mesh
 from ..mesh import check_mesh, face_areas_normals, sample_points_on_mesh
 from ..png import save_normal_pngs
 from ..raster import Cameras, checked_image_size, look_at, render_normals, rotation_y
@@ -193,19 +194,6 @@ def _view_labels(backend: str, views: Sequence[float] | None) -> list[str]:
     angles = list(ICON_VIEWS if backend == "icon2022" else ECON_VIEWS) if views is None else list(views)
     what = "MODEL TURNED" if backend == "icon2022" else "CAMERA AT"
     return [f"{what} {float(a):g} DEG" for a in angles]
-
-
-def pytorch3d_distance_mesh(verts: torch.Tensor, faces: torch.Tensor, min_triangle_area: float):
-    """A mesh whose exact point distance equals PyTorch3D's point-to-face distance with an absolute
-    ``min_triangle_area``: PyTorch3D measures a triangle of smaller area (|cross| / 2, float32) by
-    its three edges only, never its interior. Such a triangle is replaced here by its three edges as
-    degenerate triangles (a, b, b), which the exact closest-triangle search measures as segments."""
-    areas, _ = face_areas_normals(verts.float(), faces)
-    small = areas < min_triangle_area
-    big = faces[~small]
-    f = faces[small]
-    edges = torch.cat([f[:, [0, 1, 1]], f[:, [1, 2, 2]], f[:, [2, 0, 0]]])
-    return verts, torch.cat([big, edges])
 
 
 def _sample_icon(verts: torch.Tensor, faces: torch.Tensor, n: int, seed: int) -> torch.Tensor:
