@@ -19,7 +19,7 @@ TORCH_LIBRARY(pointmetrics, m) {
   // Same contract; on CPU it builds the grid with the device-generic builder the CUDA backend uses.
   m.def("_knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
 
-  // Order of (B, N, 3) points in a balanced kd-tree with leaves of 8 (nn/point_tree.h): (B, S)
+  // Order of (B, N, 3) points in a balanced kd-tree with leaves of 8 (spatial/point_tree.h): (B, S)
   // int64 original indices, S = 8 * leaves (a power of two), -1 past lengths[b].
   m.def("kd_order(Tensor points, Tensor lengths) -> Tensor");
   // The TriangleFrame (mesh/triangle.h) of each of the first F slots of a tree: (B, F, 120) uint8,

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "nn/point_tree_build.h"
+#include "spatial/point_tree_build.h"
 
 namespace pm {
 namespace {

@@ -10,9 +10,9 @@
 #include <numeric>
 #include <vector>
 
-#include "../nn/knn.h"
-#include "../nn/parallel.h"
-#include "../nn/point_tree_build.h"
+#include "core/parallel.h"
+#include "knn/knn.h"
+#include "spatial/point_tree_build.h"
 #include "auction.h"
 #include "emd.h"
 

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <limits>
 
-#include "../nn/morton.h"
-#include "../nn/point_tree_build.h"
+#include "core/morton.h"
+#include "spatial/point_tree_build.h"
 #include "mesh.h"
 #include "mesh_tree.h"
 #include "wide_tree.h"

@@ -8,9 +8,9 @@
 
 #include <limits>
 
-#include "../lengths.h"
-#include "../nn/morton.h"
-#include "../nn/point_tree_build.h"
+#include "core/lengths.h"
+#include "core/morton.h"
+#include "spatial/point_tree_build.h"
 #include "mesh.h"
 #include "mesh_tree.h"
 

@@ -1,6 +1,6 @@
 // Searches over a triangle bounding-volume hierarchy, written once for host and device.
 //
-// The hierarchy has the implicit layout of nn/point_tree.h: triangles are ordered by a balanced
+// The hierarchy has the implicit layout of spatial/point_tree.h: triangles are ordered by a balanced
 // kd-tree over their centroids and cut into leaves of kLeafSize; node i has children 2i and
 // 2i+1, leaf j is node P + j, and every node stores the box of its triangles' corners.
 //
@@ -16,7 +16,7 @@
 
 #include <cstdint>
 
-#include "../nn/point_tree.h"
+#include "spatial/point_tree.h"
 #include "triangle.h"
 
 namespace pm {

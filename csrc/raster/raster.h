@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "../common.h"
+#include "core/common.h"
 
 namespace pm {
 

@@ -5,7 +5,7 @@
 
 #include <tuple>
 
-#include "grid.h"
+#include "spatial/grid.h"
 
 namespace pm {
 

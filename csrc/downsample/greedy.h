@@ -6,7 +6,7 @@
 
 #include <ATen/ATen.h>
 
-#include "../common.h"
+#include "core/common.h"
 
 namespace pm {
 

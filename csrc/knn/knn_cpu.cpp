@@ -11,9 +11,9 @@
 #include <limits>
 #include <numeric>
 
-#include "grid_build.h"
+#include "spatial/grid_build.h"
+#include "spatial/point_tree_build.h"
 #include "knn.h"
-#include "point_tree_build.h"
 
 namespace pm {
 

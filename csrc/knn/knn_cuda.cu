@@ -15,10 +15,10 @@
 
 #include <limits>
 
-#include "../lengths.h"
-#include "grid_build.h"
+#include "core/lengths.h"
+#include "spatial/grid_build.h"
+#include "spatial/point_tree_build.h"
 #include "knn.h"
-#include "point_tree_build.h"
 
 namespace pm {
 

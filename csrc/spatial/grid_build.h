@@ -9,8 +9,8 @@
 
 #include <vector>
 
+#include "core/parallel.h"
 #include "grid.h"
-#include "parallel.h"
 
 namespace pm {
 

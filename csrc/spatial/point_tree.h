@@ -24,7 +24,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "topk.h"
+#include "core/topk.h"
 
 namespace pm {
 

@@ -12,7 +12,7 @@
 
 #include <vector>
 
-#include "parallel.h"
+#include "core/parallel.h"
 #include "point_tree.h"
 
 namespace pm {
