@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "core/lengths.h"
 #include "spatial/point_tree_build.h"
 
 namespace pm {
@@ -24,8 +25,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   if (portable) {
     t = build_point_tree_aten(pts, lengths.contiguous());
   } else {
-    const at::Tensor l = lengths.cpu().contiguous();
-    t = build_point_tree_cpu(pts, std::vector<int64_t>(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel()));
+    t = build_point_tree_cpu(pts, host_lengths(lengths, points.size(1), "point_tree", "lengths"));
   }
   return {t.idx, t.pts, t.lo, t.hi, t.split_axis, t.split_val};
 }

@@ -10,31 +10,14 @@
 #include <numeric>
 #include <vector>
 
+#include "core/host.h"
+#include "core/lengths.h"
 #include "core/parallel.h"
-#include "knn/knn.h"
 #include "spatial/point_tree_build.h"
 #include "auction.h"
 #include "emd.h"
 
 namespace pm {
-
-void check_auction_args(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
-                        const at::Tensor& y_lengths, int64_t p, double rel_tol, int64_t max_rounds) {
-  TORCH_CHECK(x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0) && x.size(2) == y.size(2) && x.size(2) >= 1,
-              "auction_assignment: x and y must be (B, N, D) and (B, M, D)");
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()) && x.scalar_type() == y.scalar_type(),
-              "auction_assignment: x and y must share a floating dtype");
-  const int64_t B = x.size(0);
-  TORCH_CHECK(x_lengths.sizes() == at::IntArrayRef({B}) && y_lengths.sizes() == at::IntArrayRef({B}) &&
-                  x_lengths.scalar_type() == at::kLong && y_lengths.scalar_type() == at::kLong,
-              "auction_assignment: lengths must be (B,) int64");
-  for (const at::Tensor* t : {&y, &x_lengths, &y_lengths}) {
-    TORCH_CHECK(t->device() == x.device(), "auction_assignment: all tensors must be on one device");
-  }
-  TORCH_CHECK(p == 1 || p == 2, "auction_assignment: p must be 1 or 2");
-  TORCH_CHECK(rel_tol > 0.0, "auction_assignment: rel_tol must be positive");
-  TORCH_CHECK(max_rounds >= 1, "auction_assignment: max_rounds must be at least 1");
-}
 
 namespace {
 
@@ -247,16 +230,16 @@ std::tuple<at::Tensor, at::Tensor> auction_assignment_cpu(const at::Tensor& x_in
                                                           int64_t p, double rel_tol, int64_t max_rounds) {
   check_auction_args(x_in, y_in, x_lengths, y_lengths, p, rel_tol, max_rounds);
   // Points with D < 3 are padded with zeros: same costs, and the price tree applies.
-  const at::Tensor x = x_in.size(2) < 3 ? as_grid_points(x_in, x_in.scalar_type()) : x_in.contiguous();
-  const at::Tensor y = y_in.size(2) < 3 ? as_grid_points(y_in, y_in.scalar_type()) : y_in.contiguous();
-  const at::Tensor xl = x_lengths.cpu().contiguous(), yl = y_lengths.cpu().contiguous();
+  const at::Tensor x = x_in.size(2) < 3 ? as_3d_points(x_in, x_in.scalar_type()) : x_in.contiguous();
+  const at::Tensor y = y_in.size(2) < 3 ? as_3d_points(y_in, y_in.scalar_type()) : y_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), M = y.size(1);
+  const std::vector<int64_t> xl = host_lengths(x_lengths, N, "auction_assignment", "x_lengths");
+  const std::vector<int64_t> yl = host_lengths(y_lengths, M, "auction_assignment", "y_lengths");
   at::Tensor assignment = at::full({B, N}, -1, x_lengths.options());
   at::Tensor stats = at::zeros({B, kStats}, x.options().dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "auction_assignment_cpu", [&] {
     for_each_cloud(B, [&](int64_t b) {
-      const int64_t n = xl.data_ptr<int64_t>()[b], m = yl.data_ptr<int64_t>()[b];
-      TORCH_CHECK(n >= 0 && n <= N && m >= 0 && m <= M, "auction_assignment: lengths out of range");
+      const int64_t n = xl[b], m = yl[b];
       int64_t* out = assignment.data_ptr<int64_t>() + b * N;
       double* st = stats.data_ptr<double>() + b * kStats;
       const at::Tensor xb = x[b].narrow(0, 0, n), yb = y[b].narrow(0, 0, m);

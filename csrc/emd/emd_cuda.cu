@@ -12,10 +12,6 @@
 
 namespace pm {
 
-std::tuple<at::Tensor, at::Tensor> auction_assignment_cpu(const at::Tensor& x, const at::Tensor& y,
-                                                          const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-                                                          int64_t p, double rel_tol, int64_t max_rounds);
-
 std::tuple<at::Tensor, at::Tensor> auction_assignment_cuda(const at::Tensor& x, const at::Tensor& y,
                                                            const at::Tensor& x_lengths, const at::Tensor& y_lengths,
                                                            int64_t p, double rel_tol, int64_t max_rounds) {

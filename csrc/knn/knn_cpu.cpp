@@ -17,48 +17,7 @@
 
 namespace pm {
 
-at::ScalarType check_knn_args(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
-                              const at::Tensor& y_lengths, int64_t K, int64_t norm) {
-  TORCH_CHECK(x.dim() == 3 && y.dim() == 3, "knn: x and y must be (B, N, D) and (B, M, D)");
-  TORCH_CHECK(x.size(0) == y.size(0), "knn: x and y must have the same batch size");
-  TORCH_CHECK(x.size(2) == y.size(2), "knn: x and y must have the same point dimension D");
-  TORCH_CHECK(x.size(2) >= 1, "knn: points need at least one coordinate");
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()) && x.scalar_type() == y.scalar_type(),
-              "knn: x and y must be floating point tensors of the same dtype");
-  TORCH_CHECK(x_lengths.dim() == 1 && y_lengths.dim() == 1 && x_lengths.size(0) == x.size(0) &&
-                  y_lengths.size(0) == x.size(0),
-              "knn: x_lengths and y_lengths must be (B,)");
-  TORCH_CHECK(x_lengths.scalar_type() == at::kLong && y_lengths.scalar_type() == at::kLong,
-              "knn: lengths must be int64");
-  TORCH_CHECK(x.device() == y.device() && x.device() == x_lengths.device() && x.device() == y_lengths.device(),
-              "knn: all tensors must be on the same device");
-  TORCH_CHECK(K >= 1, "knn: K must be at least 1");
-  TORCH_CHECK(norm == 1 || norm == 2, "knn: norm must be 1 or 2");
-  TORCH_CHECK(y.size(1) < std::numeric_limits<int32_t>::max(), "knn: at most 2^31 - 1 points per cloud");
-  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-at::Tensor as_grid_points(const at::Tensor& points, at::ScalarType dtype) {
-  at::Tensor p = points.to(dtype);
-  if (p.size(2) < 3) p = at::constant_pad_nd(p, {0, 3 - p.size(2)}, 0);
-  return p.contiguous();
-}
-
-bool grid_is_crowded(const GridParams& p, int64_t K) {
-  // A grid search scans about this many points per query; past it the kd-tree is faster.
-  return p.crowding > 8.0 * target_occupancy(K) + 8.0;
-}
-
-bool deferred_needs_tree(int64_t deferred, int64_t points) { return deferred > 64 && deferred * 256 > points; }
-
 namespace {
-
-std::vector<int64_t> host_lengths(const at::Tensor& lengths, int64_t limit, const char* name) {
-  const at::Tensor l = lengths.cpu().contiguous();
-  std::vector<int64_t> out(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
-  for (int64_t v : out) TORCH_CHECK(v >= 0 && v <= limit, "knn: ", name, " values must lie in [0, ", limit, "]");
-  return out;
-}
 
 // The search structures of the target clouds. Every cloud has a grid. A crowded cloud also gets
 // a kd-tree, which answers all its queries; a cloud whose grid defers many far queries gets one
@@ -257,8 +216,8 @@ std::tuple<at::Tensor, at::Tensor> run_cpu(const at::Tensor& x_in, const at::Ten
   const at::ScalarType dtype = check_knn_args(x_in, y_in, x_lengths, y_lengths, K, norm);
   const at::Tensor x = x_in.to(dtype).contiguous();
   const at::Tensor y = y_in.to(dtype).contiguous();
-  const std::vector<int64_t> xl = host_lengths(x_lengths, x.size(1), "x_lengths");
-  const std::vector<int64_t> yl = host_lengths(y_lengths, y.size(1), "y_lengths");
+  const std::vector<int64_t> xl = host_lengths(x_lengths, x.size(1), "knn", "x_lengths");
+  const std::vector<int64_t> yl = host_lengths(y_lengths, y.size(1), "knn", "y_lengths");
   at::Tensor dists = at::zeros({x.size(0), x.size(1), K}, x.options());
   at::Tensor idx = at::full({x.size(0), x.size(1), K}, -1, x.options().dtype(at::kLong));
   AT_DISPATCH_FLOATING_TYPES(dtype, "knn_cpu", [&] {
@@ -269,7 +228,7 @@ std::tuple<at::Tensor, at::Tensor> run_cpu(const at::Tensor& x_in, const at::Ten
                 : search_brute<scalar_t, 1>(x, y, xl, yl, K, out_d, out_i);
       return;
     }
-    const at::Tensor xq = as_grid_points(x, dtype), yq = as_grid_points(y, dtype);
+    const at::Tensor xq = as_3d_points(x, dtype), yq = as_3d_points(y, dtype);
     norm == 2 ? search_targets<scalar_t, 2>(xq, yq, y, xl, yl, K, portable, out_d, out_i)
               : search_targets<scalar_t, 1>(xq, yq, y, xl, yl, K, portable, out_d, out_i);
   });

@@ -221,7 +221,7 @@ void knn_cuda_impl(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x
     launch_brute<scalar_t, NORM, LOCAL>(x, y, xl, yl, K, dists, idx);
     return;
   }
-  const at::Tensor xq = as_grid_points(x, x.scalar_type()), yq = as_grid_points(y, y.scalar_type());
+  const at::Tensor xq = as_3d_points(x, x.scalar_type()), yq = as_3d_points(y, y.scalar_type());
   if (N * M <= kBruteMaxPairs) {
     launch_brute<scalar_t, NORM, LOCAL>(xq, yq, xl, yl, K, dists, idx);
   } else {
@@ -238,8 +238,8 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x_in, const at::Te
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.to(dtype).contiguous();
   const at::Tensor y = y_in.to(dtype).contiguous();
-  // Out-of-range lengths are rejected in Python; clamping here keeps direct op calls in bounds
-  // without a host synchronisation.
+  // Out-of-range lengths are rejected in Python already; this guards direct op calls (one
+  // synchronisation).
   const at::Tensor xl = checked_lengths(x_lengths, x.size(1), "knn", "x_lengths");
   const at::Tensor yl = checked_lengths(y_lengths, y.size(1), "knn", "y_lengths");
   at::Tensor dists = at::zeros({x.size(0), x.size(1), K}, x.options());
