@@ -1,7 +1,7 @@
-// CPU implementations of the mesh ops: kd_order (the tree order of centroids), closest_triangle
-// and winding_number. Queries run in parallel, in Morton order of each mesh's box, and each
-// closest-triangle query starts from the leaf of the previous query's triangle and searches the
-// tree four boxes at a time (wide_tree.h).
+// CPU implementations of the mesh ops: triangle_frames, closest_triangle and winding_number.
+// Queries run in parallel, in Morton order of each mesh's box, and each closest-triangle query
+// starts from the leaf of the previous query's triangle and searches the tree four boxes at a
+// time (wide_tree.h).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -49,15 +49,6 @@ std::vector<int64_t> query_order(const at::Tensor& points, const std::vector<int
 }
 
 }  // namespace
-
-at::Tensor kd_order_cpu(const at::Tensor& points, const at::Tensor& lengths) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && at::isFloatingType(points.scalar_type()),
-              "kd_order: points must be (B, N, 3) floating point");
-  TORCH_CHECK(lengths.sizes() == at::IntArrayRef({points.size(0)}) && lengths.scalar_type() == at::kLong,
-              "kd_order: lengths must be (B,) int64");
-  const std::vector<int64_t> n = host_lengths(lengths, points.size(1), "kd_order", "lengths");
-  return build_point_tree_cpu(points.contiguous(), n).idx;
-}
 
 at::Tensor triangle_frames_cpu(const at::Tensor& tris_in, const at::Tensor& face_lengths, int64_t faces) {
   check_frames_args(tris_in, face_lengths, faces);
@@ -169,7 +160,6 @@ at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& poi
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) {
-  m.impl("kd_order", &kd_order_cpu);
   m.impl("triangle_frames", &triangle_frames_cpu);
   m.impl("closest_triangle", &closest_triangle_cpu);
   m.impl("winding_number", &winding_number_cpu);
