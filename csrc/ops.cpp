@@ -1,6 +1,7 @@
 // The op table: every schema of the pointmetrics library, in one place. Backends register their
-// kernels next to their sources (TORCH_LIBRARY_IMPL in *_cpu.cpp / *_cuda.cu); fake kernels and
-// autograd formulas are registered in Python (pointmetrics/_ops.py).
+// kernels next to their sources (TORCH_LIBRARY_IMPL in *_cpu.cpp / *_cuda.cu); fake kernels are
+// registered in Python (pointmetrics/_ops.py). No op has an autograd formula: the ops search, and
+// the Python layer recomputes the differentiable values from what they find, in torch.
 #include <Python.h>
 #include <torch/library.h>
 

@@ -1,5 +1,9 @@
 """Loads the compiled library and registers, per op, its fake kernel (shapes for torch.compile
-and meta tensors) and its autograd formula."""
+and meta tensors).
+
+No op has an autograd formula: the kernels only search (which point, which triangle, which
+partner), and the Python layer detaches their inputs and recomputes every differentiable value
+(distances, closest points, transport costs) from what they found, in torch."""
 
 from __future__ import annotations
 
@@ -150,32 +154,3 @@ def _rasterize_triangles_fake(clip, faces, face_lengths, height, width):
 
 
 torch.library.register_fake("pointmetrics::_knn_portable")(_knn_fake)
-
-
-def _knn_setup_context(ctx, inputs, output):
-    x, y, _, _, _, norm = inputs
-    _, idx = output
-    ctx.save_for_backward(x, y, idx)
-    ctx.norm = norm
-
-
-def _knn_backward(ctx, grad_dists, grad_idx):
-    """Gradient of the returned distances: d = sum((x - y[idx])^2) or sum(|x - y[idx]|)."""
-    x, y, idx = ctx.saved_tensors
-    B, N, K = idx.shape
-    D = x.shape[-1]
-    dtype = _compute_dtype(x.dtype)
-    valid = idx >= 0
-    safe = idx.clamp(min=0)
-    nn = y.to(dtype).gather(1, safe.reshape(B, N * K, 1).expand(B, N * K, D)).reshape(B, N, K, D)
-    diff = torch.where(valid.unsqueeze(-1), x.to(dtype).unsqueeze(2) - nn, 0.0)  # padding may hold NaN
-    g = torch.where(valid, grad_dists, 0.0).unsqueeze(-1)
-    per_pair = 2.0 * diff * g if ctx.norm == 2 else torch.sign(diff) * g
-    grad_x = per_pair.sum(2).to(x.dtype)
-    grad_y = torch.zeros(y.shape, dtype=dtype, device=y.device)
-    grad_y.scatter_add_(1, safe.reshape(B, N * K, 1).expand(B, N * K, D), -per_pair.reshape(B, N * K, D))
-    return grad_x, grad_y.to(y.dtype), None, None, None, None
-
-
-for _name in ("pointmetrics::knn", "pointmetrics::_knn_portable"):
-    torch.library.register_autograd(_name, _knn_backward, setup_context=_knn_setup_context)
