@@ -17,8 +17,6 @@ TORCH_LIBRARY(pointmetrics, m) {
   // (float64 for float64 inputs); idx: (B, N, K) int64. Both sorted by (distance, index); rows
   // past x_lengths and slots past y_lengths are dist 0, idx -1.
   m.def("knn(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
-  // Same contract; on CPU it builds the grid with the device-generic builder the CUDA backend uses.
-  m.def("_knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
 
   // Order of (B, N, 3) points in a balanced kd-tree with leaves of 8 (spatial/point_tree.h): (B, S)
   // int64 original indices, S = 8 * leaves (a power of two), -1 past lengths[b].

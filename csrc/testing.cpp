@@ -4,9 +4,11 @@
 // CPU's own algorithm.
 #include <torch/library.h>
 
+#include <tuple>
 #include <vector>
 
 #include "core/lengths.h"
+#include "knn/knn.h"
 #include "spatial/point_tree_build.h"
 
 namespace pm {
@@ -30,12 +32,60 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   return {t.idx, t.pts, t.lo, t.hi, t.split_axis, t.split_val};
 }
 
+// The two passes of knn.h's run_device_plan on the CPU search engine.
+struct PortableSearch {
+  const at::Tensor& xq;
+  const at::Tensor& y;
+  const std::vector<int64_t>& yl;
+  int64_t K, norm;
+  at::Tensor& dists;
+  at::Tensor& idx;
+
+  static std::vector<int64_t> host(const at::Tensor& order) {
+    return std::vector<int64_t>(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + order.numel());
+  }
+
+  at::Tensor grid(const BatchGrid& g, const at::Tensor& order, bool fallback) {
+    const Targets t{g, BatchTree{}, std::vector<int64_t>(xq.size(0), -1)};
+    return at::tensor(search_cpu(t, xq, y, yl, K, norm, host(order), /*defer=*/!fallback, dists, idx), at::kLong);
+  }
+
+  void tree(const BatchTree& tree, const at::Tensor& order) {
+    Targets t{BatchGrid{}, tree, std::vector<int64_t>(xq.size(0))};
+    for (int64_t b = 0; b < xq.size(0); ++b) t.slot[b] = b;
+    search_cpu(t, xq, y, yl, K, norm, host(order), /*defer=*/false, dists, idx);
+  }
+};
+
+// The knn op with the CUDA backend's plan for D <= 3 (knn.h's run_device_plan: ATen builders, one
+// decision per batch), run on the CPU. D > 3 has no such plan: the CPU op answers.
+std::tuple<at::Tensor, at::Tensor> knn_portable(const at::Tensor& x_in, const at::Tensor& y_in,
+                                                const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t K,
+                                                int64_t norm) {
+  const at::ScalarType dtype = check_knn_args(x_in, y_in, x_lengths, y_lengths, K, norm);
+  if (x_in.size(2) > 3) return knn_cpu(x_in, y_in, x_lengths, y_lengths, K, norm);
+  const at::Tensor x = x_in.to(dtype).contiguous();
+  const at::Tensor y = y_in.to(dtype).contiguous();
+  const std::vector<int64_t> xl = host_lengths(x_lengths, x.size(1), "knn", "x_lengths");
+  const std::vector<int64_t> yl = host_lengths(y_lengths, y.size(1), "knn", "y_lengths");
+  at::Tensor dists, idx;
+  std::tie(dists, idx) = empty_knn_result(x, K);
+  const at::Tensor xq = as_3d_points(x, dtype), yq = as_3d_points(y, dtype);
+  PortableSearch search{xq, y, yl, K, norm, dists, idx};
+  run_device_plan(xq, yq, at::tensor(xl, at::kLong), at::tensor(yl, at::kLong), K, search);
+  return {dists, idx};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("point_tree(Tensor points, Tensor lengths, bool portable) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) { m.impl("point_tree", &point_tree); }
+TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {
+  m.impl("point_tree", &point_tree);
+  m.impl("knn_portable", &knn_portable);
+}
 
 }  // namespace pm

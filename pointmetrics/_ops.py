@@ -153,4 +153,4 @@ def _rasterize_triangles_fake(clip, faces, face_lengths, height, width):
     )
 
 
-torch.library.register_fake("pointmetrics::_knn_portable")(_knn_fake)
+torch.library.register_fake("pointmetrics_testing::knn_portable")(_knn_fake)

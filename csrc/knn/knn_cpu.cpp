@@ -1,15 +1,14 @@
-// CPU implementation of the knn op.
-//   D <= 3: each target cloud gets a uniform grid (grid.h), the fastest search when points are
-//           spread evenly over a volume or a surface. Where the grid turns out crowded (tight
+// CPU implementation of the knn op, and the CPU search engine (search_cpu in knn.h).
+//   D <= 3: each target cloud gets a uniform grid (spatial/grid.h), the fastest search when points
+//           are spread evenly over a volume or a surface. Where the grid turns out crowded (tight
 //           clusters, far outliers that stretch the bounding box, thin curves) the cloud gets a
-//           kd-tree (point_tree.h) instead, which adapts to any distribution. Both are exact.
+//           kd-tree (spatial/point_tree.h) instead, which adapts to any distribution. Both are exact.
 //   D > 3:  brute force over the targets, in parallel over the queries.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <limits>
-#include <numeric>
 
 #include "spatial/grid_build.h"
 #include "spatial/point_tree_build.h"
@@ -19,18 +18,8 @@ namespace pm {
 
 namespace {
 
-// The search structures of the target clouds. Every cloud has a grid. A crowded cloud also gets
-// a kd-tree, which answers all its queries; a cloud whose grid defers many far queries gets one
-// to answer those.
-struct Targets {
-  BatchGrid grid;
-  BatchTree tree;             // over the clouds whose slot is >= 0
-  std::vector<int64_t> slot;  // per cloud: its index in `tree`, or -1
-};
-
 // Builds trees for the clouds in `clouds` (sub-batch) and records their slots.
-void add_trees(Targets& t, const at::Tensor& yq, const std::vector<int64_t>& yl, const std::vector<int64_t>& clouds,
-               bool portable) {
+void add_trees(Targets& t, const at::Tensor& yq, const std::vector<int64_t>& yl, const std::vector<int64_t>& clouds) {
   t.slot.assign(yq.size(0), -1);
   if (clouds.empty()) return;
   std::vector<int64_t> sub_yl;
@@ -39,7 +28,7 @@ void add_trees(Targets& t, const at::Tensor& yq, const std::vector<int64_t>& yl,
     sub_yl.push_back(yl[clouds[k]]);
   }
   const at::Tensor sub = yq.index_select(0, at::tensor(clouds, at::kLong)).contiguous();
-  t.tree = portable ? build_point_tree_aten(sub, at::tensor(sub_yl, at::kLong)) : build_point_tree_cpu(sub, sub_yl);
+  t.tree = build_point_tree_cpu(sub, sub_yl);
 }
 
 template <typename scalar_t, int NORM>
@@ -132,63 +121,44 @@ struct Searcher {
   }
 };
 
-// Plans and runs the search. `portable` mirrors the CUDA backend on the CPU: ATen builders and
-// one decision for the whole batch instead of one per cloud.
-template <typename scalar_t, int NORM>
-void search_targets(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& y, const std::vector<int64_t>& xl,
-                    const std::vector<int64_t>& yl, int64_t K, bool portable, scalar_t* out_d, int64_t* out_i) {
+// The CPU plan for D <= 3, decided per cloud: each cloud gets a grid; a crowded grid's cloud also
+// gets a kd-tree, which answers all its queries. Queries run in the order of their cloud's
+// structure (grid cells, or the tree's Morton order). Queries far from the data, which the grid
+// answers only by its slow fallback, are deferred to a second pass: by a kd-tree for the clouds
+// that deferred many of them, by the fallback for the others.
+void plan_and_search(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& y, const std::vector<int64_t>& xl,
+                     const std::vector<int64_t>& yl, int64_t K, int64_t norm, at::Tensor& dists, at::Tensor& idx) {
   const int64_t B = yq.size(0), N = xq.size(1);
-  const at::Tensor xlt = at::tensor(xl, at::kLong), ylt = at::tensor(yl, at::kLong);
   Targets t;
-  t.grid = portable ? build_grid_aten(yq, ylt, K) : build_grid_cpu(yq, yl, K);
+  t.grid = build_grid_cpu(yq, yl, K);
   std::vector<int64_t> crowded;
   for (int64_t b = 0; b < B; ++b) {
     if (grid_is_crowded(t.grid.params[b], K)) crowded.push_back(b);
   }
-  if (portable && !crowded.empty()) {
-    crowded.resize(B);
-    for (int64_t b = 0; b < B; ++b) crowded[b] = b;
-  }
-  add_trees(t, yq, yl, crowded, portable);
-  std::vector<int64_t> order;
-  if (portable) {
-    const at::Tensor o = (crowded.empty() ? order_queries_aten(xq, xlt, t.grid) : order_queries_aten(xq, xlt, t.tree))
-                             .contiguous();
-    order.assign(o.data_ptr<int64_t>(), o.data_ptr<int64_t>() + o.numel());
-  } else {
-    order = order_queries_cpu(xq, xl, t.grid);
-    if (!crowded.empty()) {  // queries of tree clouds go in Morton order of their tree
-      std::vector<int64_t> merged, sub_xl;
-      for (int64_t flat : order) {
-        if (t.slot[flat / N] < 0) merged.push_back(flat);
-      }
-      for (int64_t b : crowded) sub_xl.push_back(xl[b]);
-      const at::Tensor sub = xq.index_select(0, at::tensor(crowded, at::kLong)).contiguous();
-      for (int64_t flat : order_queries_cpu(sub, sub_xl, t.tree)) merged.push_back(crowded[flat / N] * N + flat % N);
-      order.swap(merged);
+  add_trees(t, yq, yl, crowded);
+  std::vector<int64_t> order = order_queries_cpu(xq, xl, t.grid);
+  if (!crowded.empty()) {  // queries of tree clouds go in Morton order of their tree
+    std::vector<int64_t> merged, sub_xl;
+    for (int64_t flat : order) {
+      if (t.slot[flat / N] < 0) merged.push_back(flat);
     }
+    for (int64_t b : crowded) sub_xl.push_back(xl[b]);
+    const at::Tensor sub = xq.index_select(0, at::tensor(crowded, at::kLong)).contiguous();
+    for (int64_t flat : order_queries_cpu(sub, sub_xl, t.tree)) merged.push_back(crowded[flat / N] * N + flat % N);
+    order.swap(merged);
   }
-  const Searcher<scalar_t, NORM> searcher{xq, y, yl, K, out_d, out_i};
-  std::vector<int64_t> deferred;
-  searcher.run(t, order, /*defer=*/true, &deferred);
+  const std::vector<int64_t> deferred = search_cpu(t, xq, y, yl, K, norm, order, /*defer=*/true, dists, idx);
   if (deferred.empty()) return;
 
-  // Far queries: a tree for the clouds that deferred many, the grid's fallback for the rest.
   std::vector<int64_t> count(B, 0), far;
   for (int64_t flat : deferred) ++count[flat / N];
-  if (portable) {
-    if (deferred_needs_tree(static_cast<int64_t>(deferred.size()), std::accumulate(yl.begin(), yl.end(), int64_t(0)))) {
-      for (int64_t b = 0; b < B; ++b) far.push_back(b);
-    }
-  } else {
-    for (int64_t b = 0; b < B; ++b) {
-      if (deferred_needs_tree(count[b], yl[b])) far.push_back(b);
-    }
+  for (int64_t b = 0; b < B; ++b) {
+    if (deferred_needs_tree(count[b], yl[b])) far.push_back(b);
   }
   Targets far_targets;
   far_targets.grid = t.grid;
-  add_trees(far_targets, yq, yl, far, portable);
-  searcher.run(far_targets, deferred, /*defer=*/false, nullptr);
+  add_trees(far_targets, yq, yl, far);
+  search_cpu(far_targets, xq, y, yl, K, norm, deferred, /*defer=*/false, dists, idx);
 }
 
 template <typename scalar_t, int NORM>
@@ -211,46 +181,43 @@ void search_brute(const at::Tensor& x, const at::Tensor& y, const std::vector<in
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> run_cpu(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& x_lengths,
-                                           const at::Tensor& y_lengths, int64_t K, int64_t norm, bool portable) {
+}  // namespace
+
+std::vector<int64_t> search_cpu(const Targets& t, const at::Tensor& xq, const at::Tensor& y,
+                                const std::vector<int64_t>& yl, int64_t K, int64_t norm,
+                                const std::vector<int64_t>& order, bool defer, at::Tensor& dists, at::Tensor& idx) {
+  std::vector<int64_t> deferred;
+  AT_DISPATCH_FLOATING_TYPES(xq.scalar_type(), "knn_search_cpu", [&] {
+    scalar_t* out_d = dists.data_ptr<scalar_t>();
+    int64_t* out_i = idx.data_ptr<int64_t>();
+    norm == 2 ? Searcher<scalar_t, 2>{xq, y, yl, K, out_d, out_i}.run(t, order, defer, &deferred)
+              : Searcher<scalar_t, 1>{xq, y, yl, K, out_d, out_i}.run(t, order, defer, &deferred);
+  });
+  return deferred;
+}
+
+std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& x_lengths,
+                                           const at::Tensor& y_lengths, int64_t K, int64_t norm) {
   const at::ScalarType dtype = check_knn_args(x_in, y_in, x_lengths, y_lengths, K, norm);
   const at::Tensor x = x_in.to(dtype).contiguous();
   const at::Tensor y = y_in.to(dtype).contiguous();
   const std::vector<int64_t> xl = host_lengths(x_lengths, x.size(1), "knn", "x_lengths");
   const std::vector<int64_t> yl = host_lengths(y_lengths, y.size(1), "knn", "y_lengths");
-  at::Tensor dists = at::zeros({x.size(0), x.size(1), K}, x.options());
-  at::Tensor idx = at::full({x.size(0), x.size(1), K}, -1, x.options().dtype(at::kLong));
-  AT_DISPATCH_FLOATING_TYPES(dtype, "knn_cpu", [&] {
+  at::Tensor dists, idx;
+  std::tie(dists, idx) = empty_knn_result(x, K);
+  if (x.size(2) <= 3) {
+    plan_and_search(as_3d_points(x, dtype), as_3d_points(y, dtype), y, xl, yl, K, norm, dists, idx);
+    return {dists, idx};
+  }
+  AT_DISPATCH_FLOATING_TYPES(dtype, "knn_brute_cpu", [&] {
     scalar_t* out_d = dists.data_ptr<scalar_t>();
     int64_t* out_i = idx.data_ptr<int64_t>();
-    if (x.size(2) > 3) {
-      norm == 2 ? search_brute<scalar_t, 2>(x, y, xl, yl, K, out_d, out_i)
-                : search_brute<scalar_t, 1>(x, y, xl, yl, K, out_d, out_i);
-      return;
-    }
-    const at::Tensor xq = as_3d_points(x, dtype), yq = as_3d_points(y, dtype);
-    norm == 2 ? search_targets<scalar_t, 2>(xq, yq, y, xl, yl, K, portable, out_d, out_i)
-              : search_targets<scalar_t, 1>(xq, yq, y, xl, yl, K, portable, out_d, out_i);
+    norm == 2 ? search_brute<scalar_t, 2>(x, y, xl, yl, K, out_d, out_i)
+              : search_brute<scalar_t, 1>(x, y, xl, yl, K, out_d, out_i);
   });
   return {dists, idx};
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
-                                           const at::Tensor& y_lengths, int64_t K, int64_t norm) {
-  return run_cpu(x, y, x_lengths, y_lengths, K, norm, /*portable=*/false);
-}
-
-std::tuple<at::Tensor, at::Tensor> knn_portable_cpu(const at::Tensor& x, const at::Tensor& y,
-                                                    const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-                                                    int64_t K, int64_t norm) {
-  return run_cpu(x, y, x_lengths, y_lengths, K, norm, /*portable=*/true);
-}
-
-TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) {
-  m.impl("knn", &knn_cpu);
-  m.impl("_knn_portable", &knn_portable_cpu);
-}
+TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) { m.impl("knn", &knn_cpu); }
 
 }  // namespace pm

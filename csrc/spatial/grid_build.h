@@ -1,7 +1,7 @@
 // Building batch grids (host code). Two builders produce the same layout:
 //   build_grid_cpu  - counting sort in plain C++, parallel over clouds (the CPU fast path);
-//   build_grid_aten - ATen tensor ops only, so it runs on any device (the CUDA path). It is also
-//                     exposed as a CPU op so that tests check the CUDA path's logic without a GPU.
+//   build_grid_aten - ATen tensor ops only, so it runs on any device (the CUDA path). The test-only
+//                     CPU op knn_portable (testing.cpp) runs it, so tests check it without a GPU.
 // With the same input both produce identical tensors (both sorts are stable).
 #pragma once
 

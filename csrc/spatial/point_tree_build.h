@@ -1,8 +1,8 @@
 // Building batches of point trees (host code). Two builders produce equivalent trees:
 //   build_point_tree_cpu  - nth_element partitions in plain C++ (the CPU fast path);
 //   build_point_tree_aten - ATen ops only (segmented sorts, gathers, amin/amax), so it runs on any
-//                           device: the CUDA backend uses it, and the CPU op `_knn_portable` runs
-//                           it so that its logic is tested on machines without a GPU.
+//                           device: the CUDA backend uses it, and the test-only CPU ops
+//                           (testing.cpp) run it so that its logic is tested without a GPU.
 // Both split every node at the same position, on the same axis, at the same coordinate, order
 // points by (coordinate, original index) so that tied points split the same way, and sort each
 // leaf by original index: the two build the identical tree (tests/test_tree_builders.py).
