@@ -42,10 +42,12 @@ TORCH_LIBRARY(pointmetrics, m) {
   // Optimal assignment between x[b, :x_lengths[b]] and y[b, :y_lengths[b]] by the eps-scaling
   // auction algorithm (emd/auction.h) for costs |x - y|^p, p in {1, 2}, within relative accuracy
   // rel_tol. The smaller set bids. Returns the index into y of each x (B, N) int64 (-1
-  // unmatched), and per problem (B, 6) float64 stats: cost, dual lower bound, final eps, rounds,
-  // phases, complete (0 if max_rounds ran out first).
+  // unmatched) and, per problem: the assignment's cost (sum over matched pairs) and the dual lower
+  // bound on the optimal cost, (B,) float64; the eps of the last phase (B,) float64; bidding rounds
+  // and eps-scaling phases (B,) int64; complete (B,) bool, false if max_rounds ran out first.
   m.def("auction_assignment(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int p, float rel_tol, "
-        "int max_rounds) -> (Tensor, Tensor)");
+        "int max_rounds) -> (Tensor assignment, Tensor cost, Tensor lower_bound, Tensor eps, Tensor rounds, "
+        "Tensor phases, Tensor complete)");
 
   // DTUeval-python's greedy reduction of (N, 3) points: visiting them in index order, a point is
   // kept unless an earlier kept point lies within `radius` (inclusive). Returns an (N,) bool mask.

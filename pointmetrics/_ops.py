@@ -128,7 +128,13 @@ def _closest_triangle_fake(points, point_lengths, tris, face, lo, hi, face_lengt
 
 @torch.library.register_fake("pointmetrics::auction_assignment")
 def _auction_fake(x, y, x_lengths, y_lengths, p, rel_tol, max_rounds):
-    return x.new_empty(x.shape[:2], dtype=torch.int64), x.new_empty((x.shape[0], 6), dtype=torch.float64)
+    """assignment (B, N); per problem cost, lower_bound, eps (float64), rounds, phases (int64), complete."""
+    def per_problem(dtype):
+        return x.new_empty(x.shape[:1], dtype=dtype)
+
+    f64, i64 = torch.float64, torch.int64
+    return (x.new_empty(x.shape[:2], dtype=i64), per_problem(f64), per_problem(f64), per_problem(f64),
+            per_problem(i64), per_problem(i64), per_problem(torch.bool))
 
 
 @torch.library.register_fake("pointmetrics::greedy_radius_keep")
