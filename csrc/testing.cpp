@@ -9,6 +9,8 @@
 
 #include "core/lengths.h"
 #include "knn/knn.h"
+#include "mesh/mesh_tree.h"
+#include "spatial/point_tree.h"
 #include "spatial/point_tree_build.h"
 
 namespace pm {
@@ -76,11 +78,20 @@ std::tuple<at::Tensor, at::Tensor> knn_portable(const at::Tensor& x_in, const at
   return {dists, idx};
 }
 
+// A layout constant that pointmetrics/_ops.py mirrors, by its C++ name (tests/test_constants.py).
+int64_t constant(c10::string_view name) {
+  if (name == "kLeafSize") return kLeafSize;
+  if (name == "kFrameBytes") return kFrameBytes;
+  if (name == "kBox4") return kBox4;
+  TORCH_CHECK(false, "constant: no constant named ", name);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("point_tree(Tensor points, Tensor lengths, bool portable) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
+  m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {

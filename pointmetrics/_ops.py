@@ -89,6 +89,12 @@ _load_extension()
 
 ops = torch.ops.pointmetrics
 
+# Layout constants of the compiled library that Python code needs: their one home on this side.
+# tests/test_constants.py checks each against its C++ source (torch.ops.pointmetrics_testing.constant).
+LEAF_SIZE = 8  # csrc/spatial/point_tree.h kLeafSize: points (MeshBVH: triangles) per kd-tree leaf
+FRAME_BYTES = 120  # csrc/mesh/triangle.h kFrameBytes: one TriangleFrame, a row of triangle_frames' uint8 output
+BOX4_FLOATS = 24  # csrc/mesh/mesh_tree.h kBox4: four boxes side by side (x-, y-, z-minima of the four, then maxima)
+
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -104,15 +110,15 @@ torch.library.register_fake("pointmetrics::knn")(_knn_fake)
 
 @torch.library.register_fake("pointmetrics::kd_order")
 def _kd_order_fake(points, lengths):
-    leaves = 1
-    while leaves * 8 < points.shape[1]:
+    leaves = 1  # as csrc/spatial/point_tree_build_cpu.cpp tree_leaves: a power of two
+    while leaves * LEAF_SIZE < points.shape[1]:
         leaves *= 2
-    return points.new_empty((points.shape[0], leaves * 8), dtype=torch.int64)
+    return points.new_empty((points.shape[0], leaves * LEAF_SIZE), dtype=torch.int64)
 
 
 @torch.library.register_fake("pointmetrics::triangle_frames")
 def _triangle_frames_fake(tris, face_lengths, faces):
-    return tris.new_empty((tris.shape[0], faces, 120), dtype=torch.uint8)  # csrc/mesh/triangle.h kFrameBytes
+    return tris.new_empty((tris.shape[0], faces, FRAME_BYTES), dtype=torch.uint8)
 
 
 @torch.library.register_fake("pointmetrics::closest_triangle")

@@ -22,7 +22,8 @@
 namespace pm {
 
 // Boxes stored four side by side: the x-minima of four boxes, then the y- and z-minima, then the
-// maxima, so that a CPU vector step reads four at once (wide_tree.h).
+// maxima, so that a CPU vector step reads four at once (wide_tree.h). Python (MeshBVH prepares them):
+// pointmetrics/_ops.py BOX4_FLOATS (tests/test_constants.py).
 constexpr int kBox4 = 24;
 
 template <typename scalar_t>
