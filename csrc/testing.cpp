@@ -59,23 +59,19 @@ struct PortableSearch {
   }
 };
 
-// The knn op with the CUDA backend's plan for D <= 3 (knn.h's run_device_plan: ATen builders, one
-// decision per batch), run on the CPU. D > 3 has no such plan: the CPU op answers.
-std::tuple<at::Tensor, at::Tensor> knn_portable(const at::Tensor& x_in, const at::Tensor& y_in,
-                                                const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t K,
-                                                int64_t norm) {
-  const at::ScalarType dtype = check_knn_args(x_in, y_in, x_lengths, y_lengths, K, norm);
-  if (x_in.size(2) > 3) return knn_cpu(x_in, y_in, x_lengths, y_lengths, K, norm);
-  const at::Tensor x = x_in.to(dtype).contiguous();
-  const at::Tensor y = y_in.to(dtype).contiguous();
-  const std::vector<int64_t> xl = host_lengths(x_lengths, x.size(1), "knn", "x_lengths");
-  const std::vector<int64_t> yl = host_lengths(y_lengths, y.size(1), "knn", "y_lengths");
-  at::Tensor dists, idx;
-  std::tie(dists, idx) = empty_knn_result(x, K);
-  const at::Tensor xq = as_3d_points(x, dtype), yq = as_3d_points(y, dtype);
+// The CUDA backend's plan (knn.h's run_device_plan: ATen builders, one decision per batch) on the
+// CPU search engine.
+void device_plan_on_cpu(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& y,
+                        const std::vector<int64_t>& xl, const std::vector<int64_t>& yl, int64_t K, int64_t norm,
+                        at::Tensor& dists, at::Tensor& idx) {
   PortableSearch search{xq, y, yl, K, norm, dists, idx};
   run_device_plan(xq, yq, at::tensor(xl, at::kLong), at::tensor(yl, at::kLong), K, search);
-  return {dists, idx};
+}
+
+// The knn op with the CUDA backend's plan for D <= 3, run on the CPU (D > 3: the CPU's brute force).
+std::tuple<at::Tensor, at::Tensor> knn_portable(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                                                const at::Tensor& y_lengths, int64_t K, int64_t norm) {
+  return knn_on_cpu(&device_plan_on_cpu, x, y, x_lengths, y_lengths, K, norm);
 }
 
 // A layout constant that pointmetrics/_ops.py mirrors, by its C++ name (tests/test_constants.py).

@@ -1,5 +1,5 @@
-// The knn op: argument checks and planning rules shared by the CPU and CUDA backends
-// (knn_cpu.cpp, knn_cuda.cu), and their entry points.
+// The knn op: argument checks, planning rules and the CUDA plan, shared by the CPU and CUDA
+// backends (knn_cpu.cpp, knn_cuda.cu) and testing.cpp; the interface of the CPU search engine.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -104,8 +104,17 @@ std::vector<int64_t> search_cpu(const Targets& t, const at::Tensor& xq, const at
                                 const std::vector<int64_t>& yl, int64_t K, int64_t norm,
                                 const std::vector<int64_t>& order, bool defer, at::Tensor& dists, at::Tensor& idx);
 
-// The CPU op (plan per cloud, CPU builders; brute force for D > 3).
-std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
-                                           const at::Tensor& y_lengths, int64_t K, int64_t norm);
+// A plan for D <= 3 on the CPU search engine: xq (B, N, 3) and yq (B, M, 3) in the compute dtype,
+// y the targets as given (for warm starts), lengths on the host; writes dists and idx.
+using CpuPlan = void (*)(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& y,
+                         const std::vector<int64_t>& xl, const std::vector<int64_t>& yl, int64_t K, int64_t norm,
+                         at::Tensor& dists, at::Tensor& idx);
+
+// The knn op on the CPU with `plan` for D <= 3 and brute force for D > 3: the checks, compute
+// dtype, host lengths and outputs that the CPU op (knn_cpu.cpp: the per-cloud CPU plan) and
+// testing.cpp's knn_portable (run_device_plan on the CPU engine) share.
+std::tuple<at::Tensor, at::Tensor> knn_on_cpu(CpuPlan plan, const at::Tensor& x, const at::Tensor& y,
+                                              const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t K,
+                                              int64_t norm);
 
 }  // namespace pm

@@ -196,8 +196,9 @@ std::vector<int64_t> search_cpu(const Targets& t, const at::Tensor& xq, const at
   return deferred;
 }
 
-std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& x_lengths,
-                                           const at::Tensor& y_lengths, int64_t K, int64_t norm) {
+std::tuple<at::Tensor, at::Tensor> knn_on_cpu(CpuPlan plan, const at::Tensor& x_in, const at::Tensor& y_in,
+                                              const at::Tensor& x_lengths, const at::Tensor& y_lengths, int64_t K,
+                                              int64_t norm) {
   const at::ScalarType dtype = check_knn_args(x_in, y_in, x_lengths, y_lengths, K, norm);
   const at::Tensor x = x_in.to(dtype).contiguous();
   const at::Tensor y = y_in.to(dtype).contiguous();
@@ -206,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x_in, const at::Ten
   at::Tensor dists, idx;
   std::tie(dists, idx) = empty_knn_result(x, K);
   if (x.size(2) <= 3) {
-    plan_and_search(as_3d_points(x, dtype), as_3d_points(y, dtype), y, xl, yl, K, norm, dists, idx);
+    plan(as_3d_points(x, dtype), as_3d_points(y, dtype), y, xl, yl, K, norm, dists, idx);
     return {dists, idx};
   }
   AT_DISPATCH_FLOATING_TYPES(dtype, "knn_brute_cpu", [&] {
@@ -216,6 +217,11 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x_in, const at::Ten
               : search_brute<scalar_t, 1>(x, y, xl, yl, K, out_d, out_i);
   });
   return {dists, idx};
+}
+
+std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                                           const at::Tensor& y_lengths, int64_t K, int64_t norm) {
+  return knn_on_cpu(&plan_and_search, x, y, x_lengths, y_lengths, K, norm);
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) { m.impl("knn", &knn_cpu); }
