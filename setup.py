@@ -185,12 +185,12 @@ def main():
         nvcc_release = nvcc_version(nvcc_path)
         arch_flags, arch_words = cuda_arch_flags(torch, nvcc_path)
         print(f"pointmetrics: building CUDA kernels (nvcc {nvcc_release}) for {arch_words}", flush=True)
-        nvcc = ["-O3", "--expt-relaxed-constexpr", "-DPOINTMETRICS_WITH_CUDA"] + arch_flags
+        nvcc = ["-O3", "--expt-relaxed-constexpr"] + arch_flags
         ext = CUDAExtension(
             "pointmetrics._C",
             cpp + cuda,
             include_dirs=[os.path.join(ROOT, "csrc")],
-            extra_compile_args={"cxx": cxx + ["-DPOINTMETRICS_WITH_CUDA"], "nvcc": nvcc},
+            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
             extra_link_args=["-fopenmp"],
         )
     else:

@@ -1,6 +1,7 @@
 // The op table: every schema of the pointmetrics library, in one place. Backends register their
-// kernels next to their sources (TORCH_LIBRARY_IMPL in *_cpu.cpp / *_cuda.cu); fake kernels and
-// autograd formulas are registered in Python (pointmetrics/_ops.py).
+// kernels next to their sources (TORCH_LIBRARY_IMPL in *_cpu.cpp / *_cuda.cu); fake kernels are
+// registered in Python (pointmetrics/_ops.py). No op has an autograd formula: the ops search, and
+// the Python layer recomputes the differentiable values from what they find, in torch.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -16,10 +17,8 @@ TORCH_LIBRARY(pointmetrics, m) {
   // (float64 for float64 inputs); idx: (B, N, K) int64. Both sorted by (distance, index); rows
   // past x_lengths and slots past y_lengths are dist 0, idx -1.
   m.def("knn(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
-  // Same contract; on CPU it builds the grid with the device-generic builder the CUDA backend uses.
-  m.def("_knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
 
-  // Order of (B, N, 3) points in a balanced kd-tree with leaves of 8 (nn/point_tree.h): (B, S)
+  // Order of (B, N, 3) points in a balanced kd-tree with leaves of 8 (spatial/point_tree.h): (B, S)
   // int64 original indices, S = 8 * leaves (a power of two), -1 past lengths[b].
   m.def("kd_order(Tensor points, Tensor lengths) -> Tensor");
   // The TriangleFrame (mesh/triangle.h) of each of the first F slots of a tree: (B, F, 120) uint8,
@@ -43,10 +42,12 @@ TORCH_LIBRARY(pointmetrics, m) {
   // Optimal assignment between x[b, :x_lengths[b]] and y[b, :y_lengths[b]] by the eps-scaling
   // auction algorithm (emd/auction.h) for costs |x - y|^p, p in {1, 2}, within relative accuracy
   // rel_tol. The smaller set bids. Returns the index into y of each x (B, N) int64 (-1
-  // unmatched), and per problem (B, 6) float64 stats: cost, dual lower bound, final eps, rounds,
-  // phases, complete (0 if max_rounds ran out first).
+  // unmatched) and, per problem: the assignment's cost (sum over matched pairs) and the dual lower
+  // bound on the optimal cost, (B,) float64; the eps of the last phase (B,) float64; bidding rounds
+  // and eps-scaling phases (B,) int64; complete (B,) bool, false if max_rounds ran out first.
   m.def("auction_assignment(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int p, float rel_tol, "
-        "int max_rounds) -> (Tensor, Tensor)");
+        "int max_rounds) -> (Tensor assignment, Tensor cost, Tensor lower_bound, Tensor eps, Tensor rounds, "
+        "Tensor phases, Tensor complete)");
 
   // DTUeval-python's greedy reduction of (N, 3) points: visiting them in index order, a point is
   // kept unless an earlier kept point lies within `radius` (inclusive). Returns an (N,) bool mask.

@@ -4,9 +4,14 @@
 // CPU's own algorithm.
 #include <torch/library.h>
 
+#include <tuple>
 #include <vector>
 
-#include "nn/point_tree_build.h"
+#include "core/lengths.h"
+#include "knn/knn.h"
+#include "mesh/mesh_tree.h"
+#include "spatial/point_tree.h"
+#include "spatial/point_tree_build.h"
 
 namespace pm {
 namespace {
@@ -24,18 +29,70 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   if (portable) {
     t = build_point_tree_aten(pts, lengths.contiguous());
   } else {
-    const at::Tensor l = lengths.cpu().contiguous();
-    t = build_point_tree_cpu(pts, std::vector<int64_t>(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel()));
+    t = build_point_tree_cpu(pts, host_lengths(lengths, points.size(1), "point_tree", "lengths"));
   }
   return {t.idx, t.pts, t.lo, t.hi, t.split_axis, t.split_val};
+}
+
+// The two passes of knn.h's run_device_plan on the CPU search engine.
+struct PortableSearch {
+  const at::Tensor& xq;
+  const at::Tensor& y;
+  const std::vector<int64_t>& yl;
+  int64_t K, norm;
+  at::Tensor& dists;
+  at::Tensor& idx;
+
+  static std::vector<int64_t> host(const at::Tensor& order) {
+    return std::vector<int64_t>(order.data_ptr<int64_t>(), order.data_ptr<int64_t>() + order.numel());
+  }
+
+  at::Tensor grid(const BatchGrid& g, const at::Tensor& order, bool fallback) {
+    const Targets t{g, BatchTree{}, std::vector<int64_t>(xq.size(0), -1)};
+    return at::tensor(search_cpu(t, xq, y, yl, K, norm, host(order), /*defer=*/!fallback, dists, idx), at::kLong);
+  }
+
+  void tree(const BatchTree& tree, const at::Tensor& order) {
+    Targets t{BatchGrid{}, tree, std::vector<int64_t>(xq.size(0))};
+    for (int64_t b = 0; b < xq.size(0); ++b) t.slot[b] = b;
+    search_cpu(t, xq, y, yl, K, norm, host(order), /*defer=*/false, dists, idx);
+  }
+};
+
+// The CUDA backend's plan (knn.h's run_device_plan: ATen builders, one decision per batch) on the
+// CPU search engine.
+void device_plan_on_cpu(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& y,
+                        const std::vector<int64_t>& xl, const std::vector<int64_t>& yl, int64_t K, int64_t norm,
+                        at::Tensor& dists, at::Tensor& idx) {
+  PortableSearch search{xq, y, yl, K, norm, dists, idx};
+  run_device_plan(xq, yq, at::tensor(xl, at::kLong), at::tensor(yl, at::kLong), K, search);
+}
+
+// The knn op with the CUDA backend's plan for D <= 3, run on the CPU (D > 3: the CPU's brute force).
+std::tuple<at::Tensor, at::Tensor> knn_portable(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                                                const at::Tensor& y_lengths, int64_t K, int64_t norm) {
+  return knn_on_cpu(&device_plan_on_cpu, x, y, x_lengths, y_lengths, K, norm);
+}
+
+// A layout constant that pointmetrics/_ops.py mirrors, by its C++ name (tests/test_constants.py).
+int64_t constant(c10::string_view name) {
+  if (name == "kLeafSize") return kLeafSize;
+  if (name == "kFrameBytes") return kFrameBytes;
+  if (name == "kBox4") return kBox4;
+  TORCH_CHECK(false, "constant: no constant named ", name);
 }
 
 }  // namespace
 
 TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("point_tree(Tensor points, Tensor lengths, bool portable) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
+  m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
 
-TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) { m.impl("point_tree", &point_tree); }
+TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {
+  m.impl("point_tree", &point_tree);
+  m.impl("knn_portable", &knn_portable);
+}
 
 }  // namespace pm

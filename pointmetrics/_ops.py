@@ -1,5 +1,9 @@
 """Loads the compiled library and registers, per op, its fake kernel (shapes for torch.compile
-and meta tensors) and its autograd formula."""
+and meta tensors).
+
+No op has an autograd formula: the kernels only search (which point, which triangle, which
+partner), and the Python layer detaches their inputs and recomputes every differentiable value
+(distances, closest points, transport costs) from what they found, in torch."""
 
 from __future__ import annotations
 
@@ -85,6 +89,12 @@ _load_extension()
 
 ops = torch.ops.pointmetrics
 
+# Layout constants of the compiled library that Python code needs: their one home on this side.
+# tests/test_constants.py checks each against its C++ source (torch.ops.pointmetrics_testing.constant).
+LEAF_SIZE = 8  # csrc/spatial/point_tree.h kLeafSize: points (MeshBVH: triangles) per kd-tree leaf
+FRAME_BYTES = 120  # csrc/mesh/triangle.h kFrameBytes: one TriangleFrame, a row of triangle_frames' uint8 output
+BOX4_FLOATS = 24  # csrc/mesh/mesh_tree.h kBox4: four boxes side by side (x-, y-, z-minima of the four, then maxima)
+
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -100,15 +110,15 @@ torch.library.register_fake("pointmetrics::knn")(_knn_fake)
 
 @torch.library.register_fake("pointmetrics::kd_order")
 def _kd_order_fake(points, lengths):
-    leaves = 1
-    while leaves * 8 < points.shape[1]:
+    leaves = 1  # as csrc/spatial/point_tree_build_cpu.cpp tree_leaves: a power of two
+    while leaves * LEAF_SIZE < points.shape[1]:
         leaves *= 2
-    return points.new_empty((points.shape[0], leaves * 8), dtype=torch.int64)
+    return points.new_empty((points.shape[0], leaves * LEAF_SIZE), dtype=torch.int64)
 
 
 @torch.library.register_fake("pointmetrics::triangle_frames")
 def _triangle_frames_fake(tris, face_lengths, faces):
-    return tris.new_empty((tris.shape[0], faces, 120), dtype=torch.uint8)  # csrc/mesh/triangle.h kFrameBytes
+    return tris.new_empty((tris.shape[0], faces, FRAME_BYTES), dtype=torch.uint8)
 
 
 @torch.library.register_fake("pointmetrics::closest_triangle")
@@ -124,7 +134,13 @@ def _closest_triangle_fake(points, point_lengths, tris, face, lo, hi, face_lengt
 
 @torch.library.register_fake("pointmetrics::auction_assignment")
 def _auction_fake(x, y, x_lengths, y_lengths, p, rel_tol, max_rounds):
-    return x.new_empty(x.shape[:2], dtype=torch.int64), x.new_empty((x.shape[0], 6), dtype=torch.float64)
+    """assignment (B, N); per problem cost, lower_bound, eps (float64), rounds, phases (int64), complete."""
+    def per_problem(dtype):
+        return x.new_empty(x.shape[:1], dtype=dtype)
+
+    f64, i64 = torch.float64, torch.int64
+    return (x.new_empty(x.shape[:2], dtype=i64), per_problem(f64), per_problem(f64), per_problem(f64),
+            per_problem(i64), per_problem(i64), per_problem(torch.bool))
 
 
 @torch.library.register_fake("pointmetrics::greedy_radius_keep")
@@ -149,33 +165,4 @@ def _rasterize_triangles_fake(clip, faces, face_lengths, height, width):
     )
 
 
-torch.library.register_fake("pointmetrics::_knn_portable")(_knn_fake)
-
-
-def _knn_setup_context(ctx, inputs, output):
-    x, y, _, _, _, norm = inputs
-    _, idx = output
-    ctx.save_for_backward(x, y, idx)
-    ctx.norm = norm
-
-
-def _knn_backward(ctx, grad_dists, grad_idx):
-    """Gradient of the returned distances: d = sum((x - y[idx])^2) or sum(|x - y[idx]|)."""
-    x, y, idx = ctx.saved_tensors
-    B, N, K = idx.shape
-    D = x.shape[-1]
-    dtype = _compute_dtype(x.dtype)
-    valid = idx >= 0
-    safe = idx.clamp(min=0)
-    nn = y.to(dtype).gather(1, safe.reshape(B, N * K, 1).expand(B, N * K, D)).reshape(B, N, K, D)
-    diff = torch.where(valid.unsqueeze(-1), x.to(dtype).unsqueeze(2) - nn, 0.0)  # padding may hold NaN
-    g = torch.where(valid, grad_dists, 0.0).unsqueeze(-1)
-    per_pair = 2.0 * diff * g if ctx.norm == 2 else torch.sign(diff) * g
-    grad_x = per_pair.sum(2).to(x.dtype)
-    grad_y = torch.zeros(y.shape, dtype=dtype, device=y.device)
-    grad_y.scatter_add_(1, safe.reshape(B, N * K, 1).expand(B, N * K, D), -per_pair.reshape(B, N * K, D))
-    return grad_x, grad_y.to(y.dtype), None, None, None, None
-
-
-for _name in ("pointmetrics::knn", "pointmetrics::_knn_portable"):
-    torch.library.register_autograd(_name, _knn_backward, setup_context=_knn_setup_context)
+torch.library.register_fake("pointmetrics_testing::knn_portable")(_knn_fake)

@@ -12,9 +12,6 @@ from ._ops import ops
 from .knn import gather_neighbours
 from .pointcloud import safe_sqrt
 
-# Columns of the op's statistics (csrc/emd/emd.h).
-_COST, _LOWER, _EPS, _ROUNDS, _PHASES, _COMPLETE = range(6)
-
 
 class EMD(NamedTuple):
     """Result of :func:`earth_movers_distance`; per cloud, (B,) or scalars for single clouds.
@@ -86,8 +83,10 @@ def earth_movers_distance(
     xb, xl, yb, yl, unbatched = _checks.measured_pair(_checks.cloud_pair(x, y, x_lengths, y_lengths, checks), checks)
     dtype = torch.float64 if xb.dtype == torch.float64 else torch.float32
     xs, ys = xb.detach().to(dtype).contiguous(), yb.detach().to(dtype).contiguous()
-    assignment, stats = ops.auction_assignment(xs, ys, xl, yl, p, float(rel_tol), max_rounds)
-    if not bool(stats[:, _COMPLETE].all()):
+    assignment, total, dual, _, rounds, _, complete = ops.auction_assignment(
+        xs, ys, xl, yl, p, float(rel_tol), max_rounds
+    )
+    if not bool(complete.all()):
         raise RuntimeError(f"earth_movers_distance: the auction did not match every point within max_rounds="
                            f"{max_rounds}; raise max_rounds or rel_tol")
     matched = assignment >= 0
@@ -100,11 +99,10 @@ def earth_movers_distance(
     cost = sq if p == 2 else safe_sqrt(sq)
     count = pairs.clamp(min=1).to(cost.dtype)
     distance = torch.where(pairs == 0, torch.nan, cost.sum(1) / count)
-    lower = torch.where(pairs == 0, torch.nan, stats[:, _LOWER].to(cost.dtype) / count)
-    total = stats[:, _COST].to(cost.dtype)
-    gap = torch.where(total > 0, (total - stats[:, _LOWER].to(cost.dtype)) / total.clamp(min=1e-300), 0.0)
+    total, dual = total.to(cost.dtype), dual.to(cost.dtype)  # the op's sums over matched pairs (float64)
+    lower = torch.where(pairs == 0, torch.nan, dual / count)
+    gap = torch.where(total > 0, (total - dual) / total.clamp(min=1e-300), 0.0)
     gap = torch.where(pairs == 0, torch.nan, gap)
-    rounds = stats[:, _ROUNDS].to(torch.int64)
     if unbatched:
         return EMD(distance[0], assignment[0], lower[0], gap[0], rounds[0])
     return EMD(distance, assignment, lower, gap, rounds)

@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "../common.h"
-#include "../nn/point_tree.h"
+#include "core/common.h"
+#include "spatial/point_tree.h"
 
 namespace pm {
 
@@ -75,7 +75,7 @@ PM_HD TopTwo scan_top_two(const scalar_t* xi, const scalar_t* y, int D, int64_t 
   return top;
 }
 
-// The objects (3D) in a kd-tree (nn/point_tree.h) whose nodes also hold the smallest price in
+// The objects (3D) in a kd-tree (spatial/point_tree.h) whose nodes also hold the smallest price in
 // their subtree: box distance plus that price bounds c_ij + p_j for every object j below, so the
 // objects worth the most to a bidder are found by branch and bound, whatever the prices.
 template <typename scalar_t>

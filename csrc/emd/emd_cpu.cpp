@@ -10,31 +10,14 @@
 #include <numeric>
 #include <vector>
 
-#include "../nn/knn.h"
-#include "../nn/parallel.h"
-#include "../nn/point_tree_build.h"
+#include "core/host.h"
+#include "core/lengths.h"
+#include "core/parallel.h"
+#include "spatial/point_tree_build.h"
 #include "auction.h"
 #include "emd.h"
 
 namespace pm {
-
-void check_auction_args(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
-                        const at::Tensor& y_lengths, int64_t p, double rel_tol, int64_t max_rounds) {
-  TORCH_CHECK(x.dim() == 3 && y.dim() == 3 && x.size(0) == y.size(0) && x.size(2) == y.size(2) && x.size(2) >= 1,
-              "auction_assignment: x and y must be (B, N, D) and (B, M, D)");
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()) && x.scalar_type() == y.scalar_type(),
-              "auction_assignment: x and y must share a floating dtype");
-  const int64_t B = x.size(0);
-  TORCH_CHECK(x_lengths.sizes() == at::IntArrayRef({B}) && y_lengths.sizes() == at::IntArrayRef({B}) &&
-                  x_lengths.scalar_type() == at::kLong && y_lengths.scalar_type() == at::kLong,
-              "auction_assignment: lengths must be (B,) int64");
-  for (const at::Tensor* t : {&y, &x_lengths, &y_lengths}) {
-    TORCH_CHECK(t->device() == x.device(), "auction_assignment: all tensors must be on one device");
-  }
-  TORCH_CHECK(p == 1 || p == 2, "auction_assignment: p must be 1 or 2");
-  TORCH_CHECK(rel_tol > 0.0, "auction_assignment: rel_tol must be positive");
-  TORCH_CHECK(max_rounds >= 1, "auction_assignment: max_rounds must be at least 1");
-}
 
 namespace {
 
@@ -174,11 +157,10 @@ double dual_bound(const Problem<P, scalar_t>& pr, const std::vector<double>& pri
   return bound;
 }
 
-// Solves one problem; writes each real bidder's object and the stats of emd.h.
+// Solves one problem; writes each real bidder's object and the problem's stats.
 template <int P, typename scalar_t>
-void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t* out, double* stats) {
-  std::fill(stats, stats + kStats, 0.0);
-  stats[kComplete] = 1.0;
+void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t* out, AuctionStats& stats) {
+  stats = AuctionStats{};
   if (pr.n == 0) return;
   std::vector<double> prices(pr.m, 0.0);
   pr.reset_prices(prices);
@@ -197,7 +179,7 @@ void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t
   while (true) {
     ++phases;
     if (!run_phase(pr, eps, prices, owner, assigned, rounds, max_rounds)) {
-      stats[kComplete] = 0.0;
+      stats.complete = false;
       break;
     }
     cost = 0.0;
@@ -212,17 +194,17 @@ void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t
     eps = std::max(eps / 5.0, eps_target);
   }
   std::copy(assigned.begin(), assigned.begin() + pr.n, out);
-  stats[kCost] = cost;
-  stats[kLowerBound] = std::min(lower, cost);
-  stats[kEps] = eps;
-  stats[kRounds] = static_cast<double>(rounds);
-  stats[kPhases] = static_cast<double>(phases);
+  stats.cost = cost;
+  stats.lower_bound = std::min(lower, cost);
+  stats.eps = eps;
+  stats.rounds = rounds;
+  stats.phases = phases;
 }
 
 // Solves problem b with `bidders` bidding for `objects` (n <= m).
 template <int P, typename scalar_t>
 void solve_with_tree(const at::Tensor& bidders, const at::Tensor& objects, int64_t n, int64_t m, double rel_tol,
-                     int64_t max_rounds, int64_t* out, double* stats) {
+                     int64_t max_rounds, int64_t* out, AuctionStats& stats) {
   const int D = static_cast<int>(bidders.size(1));
   Problem<P, scalar_t> pr{bidders.data_ptr<scalar_t>(), objects.data_ptr<scalar_t>(), n, m, D, {}, {}, {}};
   BatchTree tree;
@@ -242,23 +224,22 @@ void solve_with_tree(const at::Tensor& bidders, const at::Tensor& objects, int64
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> auction_assignment_cpu(const at::Tensor& x_in, const at::Tensor& y_in,
-                                                          const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-                                                          int64_t p, double rel_tol, int64_t max_rounds) {
+AuctionResult auction_assignment_cpu(const at::Tensor& x_in, const at::Tensor& y_in, const at::Tensor& x_lengths,
+                                     const at::Tensor& y_lengths, int64_t p, double rel_tol, int64_t max_rounds) {
   check_auction_args(x_in, y_in, x_lengths, y_lengths, p, rel_tol, max_rounds);
   // Points with D < 3 are padded with zeros: same costs, and the price tree applies.
-  const at::Tensor x = x_in.size(2) < 3 ? as_grid_points(x_in, x_in.scalar_type()) : x_in.contiguous();
-  const at::Tensor y = y_in.size(2) < 3 ? as_grid_points(y_in, y_in.scalar_type()) : y_in.contiguous();
-  const at::Tensor xl = x_lengths.cpu().contiguous(), yl = y_lengths.cpu().contiguous();
+  const at::Tensor x = x_in.size(2) < 3 ? as_3d_points(x_in, x_in.scalar_type()) : x_in.contiguous();
+  const at::Tensor y = y_in.size(2) < 3 ? as_3d_points(y_in, y_in.scalar_type()) : y_in.contiguous();
   const int64_t B = x.size(0), N = x.size(1), M = y.size(1);
+  const std::vector<int64_t> xl = host_lengths(x_lengths, N, "auction_assignment", "x_lengths");
+  const std::vector<int64_t> yl = host_lengths(y_lengths, M, "auction_assignment", "y_lengths");
   at::Tensor assignment = at::full({B, N}, -1, x_lengths.options());
-  at::Tensor stats = at::zeros({B, kStats}, x.options().dtype(at::kDouble));
+  std::vector<AuctionStats> stats(B);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "auction_assignment_cpu", [&] {
     for_each_cloud(B, [&](int64_t b) {
-      const int64_t n = xl.data_ptr<int64_t>()[b], m = yl.data_ptr<int64_t>()[b];
-      TORCH_CHECK(n >= 0 && n <= N && m >= 0 && m <= M, "auction_assignment: lengths out of range");
+      const int64_t n = xl[b], m = yl[b];
       int64_t* out = assignment.data_ptr<int64_t>() + b * N;
-      double* st = stats.data_ptr<double>() + b * kStats;
+      AuctionStats& st = stats[b];
       const at::Tensor xb = x[b].narrow(0, 0, n), yb = y[b].narrow(0, 0, m);
       if (n <= m) {  // x bids for y
         p == 1 ? solve_with_tree<1, scalar_t>(xb, yb, n, m, rel_tol, max_rounds, out, st)
@@ -273,7 +254,7 @@ std::tuple<at::Tensor, at::Tensor> auction_assignment_cpu(const at::Tensor& x_in
       }
     });
   });
-  return {assignment, stats};
+  return auction_result(assignment, stats);
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) { m.impl("auction_assignment", &auction_assignment_cpu); }

@@ -12,18 +12,14 @@
 
 namespace pm {
 
-std::tuple<at::Tensor, at::Tensor> auction_assignment_cpu(const at::Tensor& x, const at::Tensor& y,
-                                                          const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-                                                          int64_t p, double rel_tol, int64_t max_rounds);
-
-std::tuple<at::Tensor, at::Tensor> auction_assignment_cuda(const at::Tensor& x, const at::Tensor& y,
-                                                           const at::Tensor& x_lengths, const at::Tensor& y_lengths,
-                                                           int64_t p, double rel_tol, int64_t max_rounds) {
+AuctionResult auction_assignment_cuda(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                                      const at::Tensor& y_lengths, int64_t p, double rel_tol, int64_t max_rounds) {
   check_auction_args(x, y, x_lengths, y_lengths, p, rel_tol, max_rounds);
   const c10::cuda::CUDAGuard guard(x.device());
-  auto [assignment, stats] =
+  const auto [assignment, cost, lower_bound, eps, rounds, phases, complete] =
       auction_assignment_cpu(x.cpu(), y.cpu(), x_lengths.cpu(), y_lengths.cpu(), p, rel_tol, max_rounds);
-  return {assignment.to(x.device()), stats.to(x.device())};
+  const at::Device d = x.device();
+  return {assignment.to(d), cost.to(d), lower_bound.to(d), eps.to(d), rounds.to(d), phases.to(d), complete.to(d)};
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CUDA, m) { m.impl("auction_assignment", &auction_assignment_cuda); }

@@ -1,79 +1,23 @@
-// CPU implementations of the mesh ops: kd_order (the tree order of centroids), closest_triangle
-// and winding_number. Queries run in parallel, in Morton order of each mesh's box, and each
-// closest-triangle query starts from the leaf of the previous query's triangle and searches the
-// tree four boxes at a time (wide_tree.h).
+// CPU implementations of the mesh ops: triangle_frames, closest_triangle and winding_number.
+// Queries run in parallel, in Morton order of each mesh's box, and each closest-triangle query
+// starts from the leaf of the previous query's triangle and searches the tree four boxes at a
+// time (wide_tree.h).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <limits>
 
-#include "../nn/morton.h"
-#include "../nn/point_tree_build.h"
+#include "core/lengths.h"
+#include "core/morton.h"
+#include "spatial/point_tree_build.h"
 #include "mesh.h"
 #include "mesh_tree.h"
 #include "wide_tree.h"
 
 namespace pm {
 
-void check_mesh_tree_args(const at::Tensor& points, const at::Tensor& point_lengths, const at::Tensor& tris,
-                          const at::Tensor& face, const at::Tensor& lo, const at::Tensor& hi,
-                          const at::Tensor& face_lengths) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3, "mesh ops: points must be (B, N, 3)");
-  TORCH_CHECK(tris.dim() == 4 && tris.size(2) == 3 && tris.size(3) == 3 && tris.size(0) == points.size(0),
-              "mesh ops: tris must be (B, S, 3, 3)");
-  TORCH_CHECK(tris.size(1) % kLeafSize == 0, "mesh ops: tris must hold whole leaves");
-  const int64_t leaves = tris.size(1) / kLeafSize;
-  TORCH_CHECK(leaves >= 1 && (leaves & (leaves - 1)) == 0, "mesh ops: the number of leaves must be a power of two");
-  TORCH_CHECK(face.sizes() == at::IntArrayRef({tris.size(0), tris.size(1)}) && face.scalar_type() == at::kLong,
-              "mesh ops: face must be (B, S) int64");
-  TORCH_CHECK(lo.sizes() == at::IntArrayRef({tris.size(0), 2 * leaves, 3}) && hi.sizes() == lo.sizes(),
-              "mesh ops: lo and hi must be (B, 2 * leaves, 3)");
-  TORCH_CHECK(points.scalar_type() == tris.scalar_type() && lo.scalar_type() == tris.scalar_type() &&
-                  hi.scalar_type() == tris.scalar_type() && at::isFloatingType(tris.scalar_type()),
-              "mesh ops: points, tris, lo and hi must share one floating dtype");
-  TORCH_CHECK(point_lengths.sizes() == at::IntArrayRef({points.size(0)}) &&
-                  face_lengths.sizes() == at::IntArrayRef({points.size(0)}) &&
-                  point_lengths.scalar_type() == at::kLong && face_lengths.scalar_type() == at::kLong,
-              "mesh ops: lengths must be (B,) int64");
-  for (const at::Tensor* t : {&point_lengths, &tris, &face, &lo, &hi, &face_lengths}) {
-    TORCH_CHECK(t->device() == points.device(), "mesh ops: all tensors must be on one device");
-  }
-}
-
-void check_frames_args(const at::Tensor& tris, const at::Tensor& face_lengths, int64_t faces) {
-  TORCH_CHECK(tris.dim() == 4 && tris.size(2) == 3 && tris.size(3) == 3 && at::isFloatingType(tris.scalar_type()),
-              "triangle_frames: tris must be (B, S, 3, 3) floating point");
-  TORCH_CHECK(faces >= 0 && faces <= tris.size(1), "triangle_frames: faces must lie in [0, S]");
-  TORCH_CHECK(face_lengths.sizes() == at::IntArrayRef({tris.size(0)}) && face_lengths.scalar_type() == at::kLong &&
-                  face_lengths.device() == tris.device(),
-              "triangle_frames: face_lengths must be (B,) int64 on the device of tris");
-}
-
-void check_closest_args(const at::Tensor& tris, const at::Tensor& frames, const at::Tensor& slot_boxes,
-                        const at::Tensor& quads) {
-  const int64_t B = tris.size(0), S = tris.size(1), P = S / kLeafSize;
-  TORCH_CHECK(frames.dim() == 3 && frames.size(0) == B && frames.size(1) <= S && frames.size(2) == kFrameBytes &&
-                  frames.scalar_type() == at::kByte,
-              "closest_triangle: frames must be (B, F, ", kFrameBytes, ") uint8 from triangle_frames");
-  TORCH_CHECK(slot_boxes.sizes() == at::IntArrayRef({B, S / 4, kBox4}) &&
-                  quads.sizes() == at::IntArrayRef({B, std::max<int64_t>(P / 2, 1), kBox4}),
-              "closest_triangle: slot_boxes must be (B, S / 4, 24) and quads (B, max(S / 16, 1), 24)");
-  for (const at::Tensor* t : {&frames, &slot_boxes, &quads}) {
-    TORCH_CHECK(t->device() == tris.device(), "closest_triangle: all tensors must be on one device");
-  }
-  TORCH_CHECK(slot_boxes.scalar_type() == tris.scalar_type() && quads.scalar_type() == tris.scalar_type(),
-              "closest_triangle: slot_boxes and quads must have the dtype of tris");
-}
-
 namespace {
-
-std::vector<int64_t> host_lengths(const at::Tensor& lengths, int64_t limit, const char* name) {
-  const at::Tensor l = lengths.cpu().contiguous();
-  std::vector<int64_t> out(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
-  for (int64_t v : out) TORCH_CHECK(v >= 0 && v <= limit, name, " values must lie in [0, ", limit, "]");
-  return out;
-}
 
 template <typename scalar_t>
 TriangleTreeView<scalar_t> tree_view(const at::Tensor& tris, const at::Tensor& face, const at::Tensor& lo,
@@ -106,20 +50,11 @@ std::vector<int64_t> query_order(const at::Tensor& points, const std::vector<int
 
 }  // namespace
 
-at::Tensor kd_order_cpu(const at::Tensor& points, const at::Tensor& lengths) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && at::isFloatingType(points.scalar_type()),
-              "kd_order: points must be (B, N, 3) floating point");
-  TORCH_CHECK(lengths.sizes() == at::IntArrayRef({points.size(0)}) && lengths.scalar_type() == at::kLong,
-              "kd_order: lengths must be (B,) int64");
-  const std::vector<int64_t> n = host_lengths(lengths, points.size(1), "kd_order: lengths");
-  return build_point_tree_cpu(points.contiguous(), n).idx;
-}
-
 at::Tensor triangle_frames_cpu(const at::Tensor& tris_in, const at::Tensor& face_lengths, int64_t faces) {
   check_frames_args(tris_in, face_lengths, faces);
   const at::Tensor tris = tris_in.contiguous();
   const int64_t B = tris.size(0), S = tris.size(1);
-  const std::vector<int64_t> fl = host_lengths(face_lengths, faces, "triangle_frames: face_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, faces, "triangle_frames", "face_lengths");
   at::Tensor frames = at::empty({B, faces, kFrameBytes}, tris.options().dtype(at::kByte));
   AT_DISPATCH_FLOATING_TYPES(tris.scalar_type(), "triangle_frames_cpu", [&] {
     const scalar_t* corners = tris.data_ptr<scalar_t>();
@@ -145,8 +80,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(
   const at::Tensor frames = frames_in.contiguous(), slot_boxes = slot_boxes_in.contiguous(),
                    quads = quads_in.contiguous();
   const int64_t B = points.size(0), N = points.size(1);
-  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "closest_triangle: point_lengths");
-  const std::vector<int64_t> fl = host_lengths(face_lengths, frames.size(1), "closest_triangle: face_lengths");
+  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "closest_triangle", "point_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, frames.size(1), "closest_triangle", "face_lengths");
   at::Tensor dist2 = at::zeros({B, N}, points.options());
   at::Tensor out_face = at::full({B, N}, -1, face.options());
   at::Tensor bary = at::zeros({B, N, 3}, points.options());
@@ -201,8 +136,8 @@ at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& poi
   check_winding_args(lo, centre, normal_sum, moment, radius, beta);
   const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
   const int64_t B = points.size(0), N = points.size(1), nodes = lo.size(1);
-  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "winding_number: point_lengths");
-  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "winding_number: face_lengths");
+  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "winding_number", "point_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "winding_number", "face_lengths");
   at::Tensor out = at::zeros({B, N}, points.options());
   const at::Tensor c = centre.contiguous(), ns = normal_sum.contiguous(), mo = moment.contiguous(),
                    r = radius.contiguous();
@@ -224,21 +159,7 @@ at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& poi
   return out;
 }
 
-void check_winding_args(const at::Tensor& lo, const at::Tensor& centre, const at::Tensor& normal_sum,
-                        const at::Tensor& moment, const at::Tensor& radius, double beta) {
-  const int64_t B = lo.size(0), nodes = lo.size(1);
-  TORCH_CHECK(centre.sizes() == at::IntArrayRef({B, nodes, 3}) && normal_sum.sizes() == centre.sizes() &&
-                  moment.sizes() == at::IntArrayRef({B, nodes, 9}) && radius.sizes() == at::IntArrayRef({B, nodes}),
-              "winding_number: node moments must be (B, nodes, 3), (B, nodes, 3), (B, nodes, 9), (B, nodes)");
-  for (const at::Tensor* t : {&centre, &normal_sum, &moment, &radius}) {
-    TORCH_CHECK(t->scalar_type() == at::kDouble, "winding_number: node moments must be float64");
-    TORCH_CHECK(t->device() == lo.device(), "winding_number: all tensors must be on one device");
-  }
-  TORCH_CHECK(beta > 0.0, "winding_number: beta must be positive");
-}
-
 TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) {
-  m.impl("kd_order", &kd_order_cpu);
   m.impl("triangle_frames", &triangle_frames_cpu);
   m.impl("closest_triangle", &closest_triangle_cpu);
   m.impl("winding_number", &winding_number_cpu);

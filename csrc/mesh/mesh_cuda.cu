@@ -8,9 +8,9 @@
 
 #include <limits>
 
-#include "../lengths.h"
-#include "../nn/morton.h"
-#include "../nn/point_tree_build.h"
+#include "core/lengths.h"
+#include "core/morton.h"
+#include "spatial/point_tree_build.h"
 #include "mesh.h"
 #include "mesh_tree.h"
 
@@ -85,15 +85,6 @@ at::Tensor query_order(const at::Tensor& points, const at::Tensor& point_lengths
 int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
 
 }  // namespace
-
-at::Tensor kd_order_cuda(const at::Tensor& points, const at::Tensor& lengths) {
-  TORCH_CHECK(points.dim() == 3 && points.size(2) == 3 && at::isFloatingType(points.scalar_type()),
-              "kd_order: points must be (B, N, 3) floating point");
-  TORCH_CHECK(lengths.sizes() == at::IntArrayRef({points.size(0)}) && lengths.scalar_type() == at::kLong,
-              "kd_order: lengths must be (B,) int64");
-  const c10::cuda::CUDAGuard guard(points.device());
-  return build_point_tree_aten(points.contiguous(), checked_lengths(lengths, points.size(1), "kd_order", "lengths")).idx;
-}
 
 at::Tensor triangle_frames_cuda(const at::Tensor& tris_in, const at::Tensor& face_lengths, int64_t faces) {
   check_frames_args(tris_in, face_lengths, faces);
@@ -174,7 +165,6 @@ at::Tensor winding_number_cuda(const at::Tensor& points_in, const at::Tensor& po
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CUDA, m) {
-  m.impl("kd_order", &kd_order_cuda);
   m.impl("triangle_frames", &triangle_frames_cuda);
   m.impl("closest_triangle", &closest_triangle_cuda);
   m.impl("winding_number", &winding_number_cuda);

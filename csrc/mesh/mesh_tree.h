@@ -1,6 +1,6 @@
 // Searches over a triangle bounding-volume hierarchy, written once for host and device.
 //
-// The hierarchy has the implicit layout of nn/point_tree.h: triangles are ordered by a balanced
+// The hierarchy has the implicit layout of spatial/point_tree.h: triangles are ordered by a balanced
 // kd-tree over their centroids and cut into leaves of kLeafSize; node i has children 2i and
 // 2i+1, leaf j is node P + j, and every node stores the box of its triangles' corners.
 //
@@ -16,13 +16,14 @@
 
 #include <cstdint>
 
-#include "../nn/point_tree.h"
+#include "spatial/point_tree.h"
 #include "triangle.h"
 
 namespace pm {
 
 // Boxes stored four side by side: the x-minima of four boxes, then the y- and z-minima, then the
-// maxima, so that a CPU vector step reads four at once (wide_tree.h).
+// maxima, so that a CPU vector step reads four at once (wide_tree.h). Python (MeshBVH prepares them):
+// pointmetrics/_ops.py BOX4_FLOATS (tests/test_constants.py).
 constexpr int kBox4 = 24;
 
 template <typename scalar_t>

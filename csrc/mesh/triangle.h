@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "../common.h"
+#include "core/common.h"
 
 namespace pm {
 
@@ -54,7 +54,7 @@ struct TriangleFrame {
   double abac;  // ab.ac = cu |ab|
   double cv;    // height of c over the line ab
 };
-constexpr int64_t kFrameBytes = 120;  // the triangle_frames fake in pointmetrics/_ops.py: frames travel as uint8
+constexpr int64_t kFrameBytes = 120;  // frames travel as uint8; Python: _ops.FRAME_BYTES (tests/test_constants.py)
 static_assert(sizeof(TriangleFrame) == kFrameBytes, "TriangleFrame must keep its size");
 
 PM_HD bool coordinates_less(Vec3 u, Vec3 v) {

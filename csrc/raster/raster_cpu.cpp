@@ -8,7 +8,6 @@
 #include <atomic>
 
 #include "raster.h"
-#include "raster_host.h"
 
 namespace pm {
 

@@ -11,7 +11,6 @@
 #include <torch/library.h>
 
 #include "raster.h"
-#include "raster_host.h"
 
 namespace pm {
 

@@ -24,11 +24,11 @@
 #include <cstdint>
 #include <limits>
 
-#include "topk.h"
+#include "core/topk.h"
 
 namespace pm {
 
-constexpr int kLeafSize = 8;
+constexpr int kLeafSize = 8;  // Python: pointmetrics/_ops.py LEAF_SIZE (tests/test_constants.py)
 constexpr int kMaxDepth = 31;  // P <= 2^31 leaves
 constexpr int kTreeStack = kMaxDepth + 2;
 

@@ -1,18 +1,26 @@
 // Building batches of point trees (host code). Two builders produce equivalent trees:
 //   build_point_tree_cpu  - nth_element partitions in plain C++ (the CPU fast path);
 //   build_point_tree_aten - ATen ops only (segmented sorts, gathers, amin/amax), so it runs on any
-//                           device: the CUDA backend uses it, and the CPU op `_knn_portable` runs
-//                           it so that its logic is tested on machines without a GPU.
+//                           device: the CUDA backend uses it, and the test-only CPU ops
+//                           (testing.cpp) run it so that its logic is tested without a GPU.
 // Both split every node at the same position, on the same axis, at the same coordinate, order
 // points by (coordinate, original index) so that tied points split the same way, and sort each
 // leaf by original index: the two build the identical tree (tests/test_tree_builders.py).
+//
+// What two builders buy. The ATen one is the only builder CUDA has, with no kernel of its own to
+// maintain, and it runs on the CPU for the tests. On the CPU the nth_element one is an order of
+// magnitude faster. No table in bench/results records this; a one-off timing on the project's
+// 2-core CPU (torch 2.13 CPU build, 2 threads, uniform points, best of 5, two runs, through
+// pointmetrics_testing.point_tree) built 1e5 points in 14-17 ms against 171-185 ms and 1e6 points
+// in 153-159 ms against 1.87-2.10 s (10x-13x). The price: the two must stay identical, which
+// tests/test_tree_builders.py checks.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <vector>
 
-#include "parallel.h"
+#include "core/parallel.h"
 #include "point_tree.h"
 
 namespace pm {

@@ -3,7 +3,7 @@
 // replaced by a stable sort of each node's points along its axis, one batched sort per level.
 #include <limits>
 
-#include "morton.h"
+#include "core/morton.h"
 #include "point_tree_build.h"
 
 namespace pm {

@@ -16,7 +16,7 @@
 #include <limits>
 #include <cstdint>
 
-#include "topk.h"
+#include "core/topk.h"
 
 namespace pm {
 

@@ -10,30 +10,6 @@
 
 namespace pm {
 
-RadiusGrid build_radius_grid(const at::Tensor& points, double radius) {
-  TORCH_CHECK(points.dim() == 2 && points.size(1) == 3 && at::isFloatingType(points.scalar_type()),
-              "greedy_radius_keep: points must be (N, 3) floating point");
-  TORCH_CHECK(radius > 0.0 && std::isfinite(radius), "greedy_radius_keep: radius must be positive and finite");
-  RadiusGrid g;
-  const at::Tensor p = points.to(at::kDouble);
-  const at::Tensor lo = std::get<0>(p.min(0)), hi = std::get<0>(p.max(0));
-  const at::Tensor extent = ((hi - lo) / radius).floor().to(at::kLong).cpu() + 1;
-  const int64_t* e = extent.data_ptr<int64_t>();
-  const double cells = static_cast<double>(e[0]) * static_cast<double>(e[1]) * static_cast<double>(e[2]);
-  TORCH_CHECK(cells < 4e18, "greedy_radius_keep: the radius is too small for the points' extent");
-  for (int a = 0; a < 3; ++a) g.dims[a] = e[a];
-  g.cell = ((p - lo) / radius).floor().to(at::kLong).clamp_min(0);
-  for (int a = 0; a < 3; ++a) g.cell.select(1, a).clamp_max_(g.dims[a] - 1);
-  const at::Tensor key = (g.cell.select(1, 0) * g.dims[1] + g.cell.select(1, 1)) * g.dims[2] + g.cell.select(1, 2);
-  // Sorted by (key, index): a stable sort keeps the index order within each cell.
-  const auto sorted = key.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
-  g.order = std::get<1>(sorted);
-  const auto unique = at::unique_consecutive(std::get<0>(sorted), /*return_inverse=*/false, /*return_counts=*/true);
-  g.keys = std::get<0>(unique);
-  g.start = at::cat({at::zeros({1}, key.options()), std::get<2>(unique).cumsum(0)});
-  return g;
-}
-
 at::Tensor greedy_radius_keep_cpu(const at::Tensor& points_in, double radius) {
   const at::Tensor points = points_in.contiguous();
   const int64_t n = points.size(0);

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "../common.h"
+#include "common.h"
 
 namespace pm {
 

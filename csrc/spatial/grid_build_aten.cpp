@@ -1,5 +1,5 @@
-// Device-generic grid builder made of ATen ops (sort, bincount, cumsum). CUDA uses it; the CPU
-// op `_knn_portable` uses it too, so its logic is tested on machines without a GPU.
+// Device-generic grid builder made of ATen ops (sort, bincount, cumsum). CUDA uses it; the
+// test-only CPU op knn_portable (testing.cpp) uses it too, so it is tested without a GPU.
 #include <cstring>
 
 #include "grid_build.h"

@@ -1,10 +1,11 @@
-// CUDA implementation of the knn op. The plan is the CPU's (knn_cpu.cpp, whose `_knn_portable`
-// op runs this same plan on the CPU for the tests), with one decision per batch:
+// CUDA implementation of the knn op:
 //   D > 3, or few pairs of points: brute force, targets staged through shared memory in tiles;
-//   otherwise a grid per cloud (grid_build_aten.cpp), searched one thread per query in cell
-//   order; if some cloud's grid is crowded, a kd-tree per cloud (point_tree_build_aten.cpp)
-//   instead; queries far from the data, which the grid answers only by a slow fallback, are
-//   deferred to a second pass, by a kd-tree when there are many of them.
+//   otherwise knn.h's run_device_plan, the CPU's plan with one decision per batch: a grid per
+//   cloud (spatial/grid_build_aten.cpp), searched one thread per query in cell order; if some
+//   cloud's grid is crowded, a kd-tree per cloud (spatial/point_tree_build_aten.cpp) instead;
+//   queries far from the data, which the grid answers only by a slow fallback, are deferred to a
+//   second pass, by a kd-tree when there are many of them. testing.cpp runs the same plan on the
+//   CPU (torch.ops.pointmetrics_testing.knn_portable), so CI without a GPU tests it.
 // No float atomics and no N x M buffers; ties are broken by index, so results do not depend on
 // thread scheduling.
 #include <ATen/ATen.h>
@@ -15,10 +16,10 @@
 
 #include <limits>
 
-#include "../lengths.h"
-#include "grid_build.h"
+#include "core/lengths.h"
+#include "spatial/grid_build.h"
+#include "spatial/point_tree_build.h"
 #include "knn.h"
-#include "point_tree_build.h"
 
 namespace pm {
 
@@ -187,31 +188,25 @@ void launch_tree(const at::Tensor& xq, const BatchTree& tree, const at::Tensor& 
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// The two passes of knn.h's run_device_plan, as kernel launches.
 template <typename scalar_t, int NORM, bool LOCAL>
-void search_structures(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& xl, const at::Tensor& yl,
-                       int64_t K, at::Tensor& dists, at::Tensor& idx) {
-  const BatchGrid grid = build_grid_aten(yq, yl, K);
-  bool crowded = false;
-  for (const GridParams& p : grid.params) crowded |= grid_is_crowded(p, K);
-  if (crowded) {
-    const BatchTree tree = build_point_tree_aten(yq, yl);
-    launch_tree<scalar_t, NORM, LOCAL>(xq, tree, order_queries_aten(xq, xl, tree).contiguous(), K, dists, idx);
-    return;
+struct CudaSearch {
+  const at::Tensor& xq;
+  int64_t K;
+  at::Tensor& dists;
+  at::Tensor& idx;
+
+  at::Tensor grid(const BatchGrid& g, const at::Tensor& order, bool fallback) {
+    at::Tensor deferred = at::zeros({order.numel()}, order.options().dtype(at::kByte));
+    launch_grid<scalar_t, NORM, LOCAL>(xq, g, order, K, fallback, deferred, dists, idx);
+    if (fallback) return order.new_empty({0});  // nothing is deferred: no synchronisation
+    return order.masked_select(deferred.to(at::kBool)).contiguous();
   }
-  const at::Tensor order = order_queries_aten(xq, xl, grid).contiguous();
-  at::Tensor deferred = at::zeros({order.numel()}, order.options().dtype(at::kByte));
-  launch_grid<scalar_t, NORM, LOCAL>(xq, grid, order, K, /*fallback=*/false, deferred, dists, idx);
-  const at::Tensor far = order.masked_select(deferred.to(at::kBool)).contiguous();
-  if (far.numel() == 0) return;
-  int64_t points = 0;
-  for (const GridParams& p : grid.params) points += p.num_points;
-  if (deferred_needs_tree(far.numel(), points)) {
-    launch_tree<scalar_t, NORM, LOCAL>(xq, build_point_tree_aten(yq, yl), far, K, dists, idx);
-  } else {
-    at::Tensor unused = at::zeros({far.numel()}, deferred.options());
-    launch_grid<scalar_t, NORM, LOCAL>(xq, grid, far, K, /*fallback=*/true, unused, dists, idx);
+
+  void tree(const BatchTree& t, const at::Tensor& order) {
+    launch_tree<scalar_t, NORM, LOCAL>(xq, t, order, K, dists, idx);
   }
-}
+};
 
 template <typename scalar_t, int NORM, bool LOCAL>
 void knn_cuda_impl(const at::Tensor& x, const at::Tensor& y, const at::Tensor& xl, const at::Tensor& yl, int64_t K,
@@ -221,11 +216,12 @@ void knn_cuda_impl(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x
     launch_brute<scalar_t, NORM, LOCAL>(x, y, xl, yl, K, dists, idx);
     return;
   }
-  const at::Tensor xq = as_grid_points(x, x.scalar_type()), yq = as_grid_points(y, y.scalar_type());
+  const at::Tensor xq = as_3d_points(x, x.scalar_type()), yq = as_3d_points(y, y.scalar_type());
   if (N * M <= kBruteMaxPairs) {
     launch_brute<scalar_t, NORM, LOCAL>(xq, yq, xl, yl, K, dists, idx);
   } else {
-    search_structures<scalar_t, NORM, LOCAL>(xq, yq, xl, yl, K, dists, idx);
+    CudaSearch<scalar_t, NORM, LOCAL> search{xq, K, dists, idx};
+    run_device_plan(xq, yq, xl, yl, K, search);
   }
 }
 
@@ -238,12 +234,12 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x_in, const at::Te
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.to(dtype).contiguous();
   const at::Tensor y = y_in.to(dtype).contiguous();
-  // Out-of-range lengths are rejected in Python; clamping here keeps direct op calls in bounds
-  // without a host synchronisation.
+  // Out-of-range lengths are rejected in Python already; this guards direct op calls (one
+  // synchronisation).
   const at::Tensor xl = checked_lengths(x_lengths, x.size(1), "knn", "x_lengths");
   const at::Tensor yl = checked_lengths(y_lengths, y.size(1), "knn", "y_lengths");
-  at::Tensor dists = at::zeros({x.size(0), x.size(1), K}, x.options());
-  at::Tensor idx = at::full({x.size(0), x.size(1), K}, -1, x.options().dtype(at::kLong));
+  at::Tensor dists, idx;
+  std::tie(dists, idx) = empty_knn_result(x, K);
   AT_DISPATCH_FLOATING_TYPES(dtype, "knn_cuda", [&] {
     const bool local = K <= kLocalK;
     if (norm == 2) {

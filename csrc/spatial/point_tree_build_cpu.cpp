@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "morton.h"
+#include "core/morton.h"
 #include "point_tree_build.h"
 
 namespace pm {
