@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import torch
 
 from . import _checks
 from ._ops import ops
+from ._reduce import compute_dtype, safe_sqrt, warn_if_empty
 from .knn import gather_neighbours
-from .pointcloud import safe_sqrt
 
 
 class EMD(NamedTuple):
@@ -79,9 +78,8 @@ def earth_movers_distance(
     if not (isinstance(rel_tol, (int, float)) and rel_tol > 0):
         raise ValueError(f"rel_tol must be a positive number, got {rel_tol!r}")
     _checks.check_positive_int(max_rounds, "max_rounds")
-    checks = _checks.ValueChecks()
-    xb, xl, yb, yl, unbatched = _checks.measured_pair(_checks.cloud_pair(x, y, x_lengths, y_lengths, checks), checks)
-    dtype = torch.float64 if xb.dtype == torch.float64 else torch.float32
+    xb, xl, yb, yl, unbatched = _checks.validated_pair(x, y, x_lengths, y_lengths)
+    dtype = compute_dtype(xb.dtype)
     xs, ys = xb.detach().to(dtype).contiguous(), yb.detach().to(dtype).contiguous()
     assignment, total, dual, _, rounds, _, complete = ops.auction_assignment(
         xs, ys, xl, yl, p, float(rel_tol), max_rounds
@@ -91,11 +89,11 @@ def earth_movers_distance(
                            f"{max_rounds}; raise max_rounds or rel_tol")
     matched = assignment >= 0
     pairs = torch.minimum(xl, yl)
-    if bool((pairs == 0).any()):
-        warnings.warn("earth_movers_distance: a point set is empty; its distance is NaN", RuntimeWarning, stacklevel=2)
-    partner = gather_neighbours(yb, assignment.unsqueeze(-1))[:, :, 0]  # zeros where unmatched, also for an empty y
-    diff = torch.where(matched.unsqueeze(-1), xb - partner, torch.zeros((), dtype=xb.dtype, device=xb.device))
-    sq = diff.to(dtype).square().sum(-1)
+    warn_if_empty("earth_movers_distance", pairs, result="its distance is NaN")
+    # Differences in the compute dtype: a bfloat16 difference of nearby points keeps 3 digits.
+    partner = gather_neighbours(yb.to(dtype), assignment.unsqueeze(-1))[:, :, 0]  # zeros where unmatched
+    zero = torch.zeros((), dtype=dtype, device=xb.device)
+    sq = torch.where(matched.unsqueeze(-1), xb.to(dtype) - partner, zero).square().sum(-1)
     cost = sq if p == 2 else safe_sqrt(sq)
     count = pairs.clamp(min=1).to(cost.dtype)
     distance = torch.where(pairs == 0, torch.nan, cost.sum(1) / count)

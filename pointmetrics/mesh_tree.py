@@ -14,11 +14,9 @@ from typing import NamedTuple
 
 import torch
 
-from ._ops import ops
+from ._ops import BOX4_FLOATS, LEAF_SIZE, ops
 from ._reduce import compute_dtype
 from .mesh import Meshes
-
-LEAF_SIZE = 8  # csrc/nn/point_tree.h kLeafSize
 
 
 class MeshTree(NamedTuple):
@@ -91,10 +89,11 @@ def _node_boxes(lo: torch.Tensor, hi: torch.Tensor, leaves: int) -> tuple[torch.
 
 
 def side_by_side(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """(B, M, 3) box minima and maxima, M a multiple of 4, as (B, M / 4, 24): for each group of four
-    boxes the x-minima of the four, then the y- and z-minima, then the maxima (mesh_tree.h kBox4)."""
+    """(B, M, 3) box minima and maxima, M a multiple of 4, as (B, M / 4, BOX4_FLOATS = 24): for each group of four
+    boxes the x-minima of the four, then the y- and z-minima, then the maxima (csrc/mesh/mesh_tree.h kBox4)."""
     B, M, _ = lo.shape
-    return torch.stack([lo.view(B, M // 4, 4, 3), hi.view(B, M // 4, 4, 3)], 2).transpose(-1, -2).reshape(B, M // 4, 24)
+    groups = torch.stack([lo.view(B, M // 4, 4, 3), hi.view(B, M // 4, 4, 3)], 2)  # (B, M/4, lo|hi, box, xyz)
+    return groups.transpose(-1, -2).reshape(B, M // 4, BOX4_FLOATS)
 
 
 def closest_search_data(tree: MeshTree) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
