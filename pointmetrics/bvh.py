@@ -43,7 +43,7 @@ def plane_frame(a, b, c):
     conditioned however thin the triangle: o and o + |ab'| u span its longest edge and v is the
     height of the third corner over it, orthogonalised twice (as in csrc/mesh/triangle.h). The
     normal cross(b - a, c - a) of a sliver is off by about eps * length / height, which tilts a
-    projection onto its plane by that much at the far end (issue 13). v is 0 for a collinear
+    projection onto its plane by that much at the far end. v is 0 for a collinear
     triangle, u too for a point. Differentiable."""
     corners = torch.stack([a, b, c], dim=-2)
     edges = corners.roll(-1, dims=-2) - corners  # edge k runs from corner k to corner k + 1

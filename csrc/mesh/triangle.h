@@ -41,7 +41,7 @@ struct TrianglePoint {
 // that plane as x along ab and y along the unit vector v, and every region test is written on
 // coordinate differences (x - cu, y - cv, ...) rather than on differences of large dot products:
 // Ericson's signed areas (d1 d4 - d3 d2 ...) cancel catastrophically for slivers, by a factor of
-// |ab| / height, and chose the wrong region (issue 13). The result is the exact closest point of a
+// |ab| / height, and chose the wrong region on slivers. The result is the exact closest point of a
 // triangle and query perturbed by a few ulps of their coordinates. v comes from Gram-Schmidt done
 // twice: once leaves a component along ab of order eps |ab|, large against a small height. A
 // collinear triangle (or a point) has v = 0 and cv = 0, and the same tests then pick its longest
