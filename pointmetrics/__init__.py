@@ -7,6 +7,7 @@ from .emd import EMD, earth_movers_distance
 from .image import psnr, s3im, ssim
 from .knn import KNN, knn_gather, knn_points
 from .lcd import LCDWeightNet, lcd_adversarial_step, lcd_loss
+from .lpips import LPIPS, lpips
 from .mesh import Meshes, MeshSamples, as_meshes, meshes_from_packed, sample_mesh_lattice, sample_points_on_mesh
 from .mesh_metrics import (
     PointMeshDistance,
@@ -35,6 +36,8 @@ from .pointcloud import (
 )
 from .protocols.dtu import DTUResult, dtu_eval, greedy_radius_downsample
 from .protocols.human import HumanEvalResult, NormalMapError, human_cameras, human_eval, normal_images, normal_map_error
+from .protocols.slam import SlamResult, slam_mesh_eval
+from .protocols.tnt import TnTResult, tnt_eval
 from .raster import Cameras, Fragments, NormalMaps, look_at, rasterize, render_normals, rotation_y, vertex_normals
 from .sdf import (
     directional_divergence,
@@ -51,6 +54,12 @@ from .sdf import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "SlamResult",
+    "slam_mesh_eval",
+    "LPIPS",
+    "lpips",
+    "TnTResult",
+    "tnt_eval",
     "PointCloudMetrics",
     "Cameras",
     "Fragments",

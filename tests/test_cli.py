@@ -35,7 +35,7 @@ def test_score_json_schema(capsys):
     )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"inputs", "metrics", "noise_floor", "units", "conventions", "notes", "files"}
+    assert set(out) == {"inputs", "metrics", "noise_floor", "units", "conventions", "notes", "files", "card"}
     assert out["noise_floor"] == {}  # the ground truth is a point cloud: no second sample to draw
     metrics = out["metrics"]
     for key in ("CD-L1", "CD-L2", "Hausdorff", "F-score@0.001", "precision@0.002", "recall@0.002"):

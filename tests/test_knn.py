@@ -179,8 +179,18 @@ def test_same_output_on_every_run(gen):
 
 @pytest.mark.parametrize("norm", [1, 2])
 def test_gradcheck_and_gradgradcheck(gen, norm):
-    x = torch.rand(2, 12, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    y = torch.rand(2, 9, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    # Finite differences (step 1e-6) must not cross a kink: |x_d - y_d| at 0 for the L1 norm, or a
+    # change of neighbours. Draw until every coordinate difference and every gap between the
+    # K-th and (K+1)-th distances exceeds 1e-4 (a few draws at most).
+    for _ in range(100):
+        x = torch.rand(2, 12, 3, generator=gen, dtype=torch.float64)
+        y = torch.rand(2, 9, 3, generator=gen, dtype=torch.float64)
+        d = ((x[:, :, None] - y[:, None]) ** 2).sum(-1) if norm == 2 else (x[:, :, None] - y[:, None]).abs().sum(-1)
+        gaps = d.sort(-1).values.diff(dim=-1)
+        if (x[:, :, None] - y[:, None]).abs().min() > 1e-4 and gaps.min() > 1e-4:
+            break
+    x.requires_grad_()
+    y.requires_grad_()
     xl, yl = torch.tensor([12, 7]), torch.tensor([9, 4])
 
     def f(a, b):

@@ -1,10 +1,17 @@
 """The pointmetrics command line: score meshes and point clouds from files.
 
-    pointmetrics score PRED GT [--samples N] [--seed S] [--tau T ...] [--emd N] [--json | --csv] [--vis DIR]
+    pointmetrics score PRED GT [--samples N] [--seed S] [--tau T ...] [--emd N] [--json | --csv] [--out FILE]
     pointmetrics dtu DATA --scan ID --dataset-dir DIR [--mode auto|mesh|pcd] [--seed S] [--vis DIR] [--json]
     pointmetrics human PRED GT [--backend icon2022|econ] [--samples N] [--image-size S] [--seed S]
                        [--png DIR] [--exact] [--allow-clipping] [--json]
-    pointmetrics batch MANIFEST.csv [--out RESULTS.jsonl] [score options]   (also under torchrun)
+    pointmetrics batch MANIFEST.csv [--out RESULTS.jsonl] [--shard I/N] [score options]   (also under torchrun)
+    pointmetrics merge MANIFEST.csv SHARDS... [--out RESULTS.jsonl]
+    pointmetrics tnt RECONSTRUCTION SCENE_DIR [--traj LOG] [--tau T] [--json | --csv FILE] [--plots DIR]
+    pointmetrics slam PRED GT [--replica DIR | --scannet DIR] [--cull ...] [--json | --csv]
+    pointmetrics images PRED_DIR GT_DIR [--mask-dir DIR] [--lpips-net alex|vgg|squeeze|none] [--json | --csv]
+
+Every result carries a metric card (protocol, reference and commit, conventions, parameters, input
+hashes): printed with --json, written beside CSV files.
 
 Meshes are sampled uniformly by area (seeded); point clouds are used as they are. Every number is
 computed by the library's metric functions, in the files' units, and printed with its convention.
@@ -24,14 +31,14 @@ import warnings
 from collections.abc import Callable
 
 from .. import io
-from . import batch, dtu, human, score
+from . import batch, dtu, human, images, merge, score, slam, tnt
 from .common import HelpFormatter
 
 EXIT_ERROR = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 # One entry per command, in the order `pointmetrics --help` lists them.
-COMMANDS = (score, dtu, human, batch)
+COMMANDS = (score, dtu, human, batch, merge, tnt, slam, images)
 
 
 def _version() -> str:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import sys
+from collections.abc import Callable
+
+from ..protocols.card import card_path_beside
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -97,3 +102,26 @@ def score_options(args) -> dict:
 def note(text: str) -> None:
     print(f"pointmetrics: note: {text}", file=sys.stderr)
 
+
+
+def emit(args, card, json_data: Callable[[], dict], csv_text: Callable[[], str], table: Callable[[], None]) -> None:
+    """Prints a result as JSON (``--json``), CSV (``--csv``) or a table, to stdout or to ``--out``,
+    and keeps its metric card with it: JSON holds the card; a table or CSV written to ``--out FILE``
+    gets the card beside it (FILE's stem + ``.card.json``), where a copy of the file finds it."""
+    target = getattr(args, "out", None)
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(open(target, "w")) if target else sys.stdout
+        with contextlib.redirect_stdout(out):
+            if args.json:
+                json.dump(json_data(), sys.stdout, indent=2)
+                print()
+            elif args.csv:
+                sys.stdout.write(csv_text())
+            else:
+                table()
+    if target:
+        beside = "" if args.json else f" and its metric card {card.write(card_path_beside(target))}"
+        print(f"pointmetrics: wrote {target}{beside}", file=sys.stderr)
+    elif args.csv:
+        note("the metric card (conventions, parameters, inputs' SHA-256) is not in the CSV; "
+             "--out FILE writes it beside the CSV")

@@ -28,7 +28,8 @@ def add_arguments(d: argparse.ArgumentParser) -> None:
                    help="mesh: lattice-sample the faces; pcd: use the points as they are; auto: mesh if it has faces")
     d.add_argument("--seed", type=int, default=0, help="shuffle seed")
     d.add_argument("--vis", metavar="DIR", help="write vis_{scan}_d2s.ply and vis_{scan}_s2d.ply to DIR")
-    d.add_argument("--json", action="store_true", help="print JSON instead of text")
+    d.add_argument("--json", action="store_true",
+                   help="print JSON instead of text (with the metric card under \"card\")")
     quiet_option(d)
 
 
@@ -51,6 +52,7 @@ def run(args) -> int:
         print()
     else:
         print(f"DTU scan {result.scan}: {args.data} (DTUeval-python protocol, millimetres)")
+        print(f"  reference: {result.card.reference}; --json prints the full metric card")
         for name in ("accuracy", "completeness", "overall"):
             print(f"  {name:<13} {getattr(result, name):.6f}")
         print("  " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))

@@ -32,7 +32,8 @@ def add_arguments(h: argparse.ArgumentParser) -> None:
     h.add_argument("--allow-clipping", action="store_true",
                    help="render meshes reaching outside the view volume clipped, as the reference renderers do, "
                         "instead of refusing them")
-    h.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    h.add_argument("--json", action="store_true",
+                   help="print JSON instead of a table (with the metric card under \"card\")")
     quiet_option(h)
 
 
@@ -57,7 +58,7 @@ def run(args) -> int:
         result = human_eval((pred.vertices, pred.faces), (gt.vertices, gt.faces), backend=args.backend,
                             num_samples=args.samples, image_size=args.image_size, seed=args.seed, save_dir=args.png,
                             min_triangle_area=None if args.exact else 5e-3, allow_clipping=args.allow_clipping,
-                            progress=steps)
+                            progress=steps, inputs={"pred": args.pred, "gt": args.gt})
     finally:
         steps.close()
     if args.json:
@@ -67,6 +68,7 @@ def run(args) -> int:
     print(f"prediction:   {args.pred}\nground truth: {args.gt}")
     print(f"protocol: CAPE, backend {result.backend}; {result.samples[0]} / {result.samples[1]} surface samples; "
           f"normal maps at {result.image_size} px")
+    print(f"reference: {result.card.reference}; --json prints the full metric card")
     print(f"\n{'metric':<12}  {'value':>10}  convention")
     print(f"{'Chamfer':<12}  {result.chamfer:>10.4f}  cm: 1/2 (P2S + recon-to-scan), normalised frame x 100")
     print(f"{'P2S':<12}  {result.p2s:>10.4f}  cm: scan samples to reconstruction surface, x 100")

@@ -1,4 +1,5 @@
-"""DTU MVS 2014 evaluation, step for step as DTUeval-python (jzhangbs/DTUeval-python).
+"""DTU MVS 2014 evaluation, step for step as DTUeval-python (jzhangbs/DTUeval-python ``eval.py`` at
+commit 45b4fecbe02e8333f6653c6b655c3160eb8404a4).
 
 1. mesh -> points by the triangle-lattice sampler (every vertex plus the lattice samples);
 2. seeded shuffle (numpy ``default_rng(seed).shuffle``, the reference's call with a seed);
@@ -30,8 +31,11 @@ from .. import _checks, io
 from .._ops import ops
 from ..knn import knn_points
 from ..mesh import sample_mesh_lattice
+from .card import MetricCard
 
-__all__ = ["DTUResult", "dtu_eval", "dtu_paths", "greedy_radius_downsample"]
+DTU_REFERENCE = "jzhangbs/DTUeval-python eval.py@45b4fecbe02e8333f6653c6b655c3160eb8404a4"
+
+__all__ = ["DTUResult", "dtu_card", "dtu_eval", "dtu_paths", "greedy_radius_downsample"]
 
 # Colours of the visualisation PLYs, as DTUeval-python writes them.
 _RED, _GREEN, _BLUE, _WHITE = (np.array([c], dtype=np.float64) for c in ([1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]))
@@ -40,7 +44,8 @@ _RED, _GREEN, _BLUE, _WHITE = (np.array([c], dtype=np.float64) for c in ([1, 0, 
 @dataclass
 class DTUResult:
     """accuracy (mean_d2s), completeness (mean_s2d), overall: millimetres. counts: the size of
-    each intermediate set. files: the visualisation PLYs written, if any."""
+    each intermediate set. files: the visualisation PLYs written, if any. card: how the numbers
+    were computed (:class:`~pointmetrics.protocols.card.MetricCard`)."""
 
     scan: int
     accuracy: float
@@ -48,11 +53,41 @@ class DTUResult:
     overall: float
     counts: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
+    card: MetricCard | None = None
 
     def as_dict(self) -> dict:
-        """The result as a JSON-ready dict: scan, accuracy, completeness, overall (mm), counts and files."""
+        """The result as a JSON-ready dict: scan, accuracy, completeness, overall (mm), counts, files
+        and card (None when the result was built without one)."""
         return {"scan": self.scan, "accuracy": self.accuracy, "completeness": self.completeness,
-                "overall": self.overall, "counts": self.counts, "files": self.files}
+                "overall": self.overall, "counts": self.counts, "files": self.files,
+                "card": None if self.card is None else self.card.as_dict()}
+
+
+def dtu_card(scan: int, data, paths: dict, mode: str, seed: int | None, downsample_density: float,
+             patch_size: float, max_dist: float, remove_unreferenced: bool) -> MetricCard:
+    """The metric card of one DTU evaluation: DTUeval-python's parameters, the three numbers'
+    conventions, and the SHA-256 of the data file (when given as a path) and the scan's STL,
+    ObsMask and Plane files."""
+    inputs = {"data": os.fspath(data)} if isinstance(data, (str, os.PathLike)) else {}
+    inputs.update({"stl": paths["stl"], "obs_mask": paths["obs_mask"], "plane": paths["plane"]})
+    return MetricCard(
+        protocol="DTU MVS 2014 (DTUeval-python)",
+        reference=DTU_REFERENCE,
+        units="mm",
+        metrics={
+            "accuracy": "mean_p d(p, STL) over the reduced, box- and mask-filtered data points p with "
+                        "d < max_dist; Euclidean, unsquared; data to ground truth (mean_d2s); lower is better",
+            "completeness": "mean_s d(s, data) over the STL points s above the ground plane with d < max_dist, "
+                            "to the box-filtered data points; Euclidean, unsquared; ground truth to data "
+                            "(mean_s2d); lower is better",
+            "overall": "(accuracy + completeness) / 2; lower is better",
+        },
+        parameters={"scan": int(scan), "mode": mode, "seed": seed, "shuffle": "numpy default_rng(seed).shuffle",
+                    "downsample_density_mm": downsample_density, "patch_size_mm": patch_size,
+                    "max_dist_mm": max_dist, "remove_unreferenced": remove_unreferenced,
+                    "sampler": "triangle lattice (every vertex plus the lattice samples)"},
+        inputs=inputs,
+    ).hash_inputs()
 
 
 def dtu_paths(scan: int, dataset_dir: str | os.PathLike) -> dict:
@@ -241,7 +276,11 @@ def dtu_eval(
             int(scan), accuracy, completeness, (accuracy + completeness) / 2,
             counts={"samples": len(data_pcd), "downsampled": len(data_down), "in_box": len(data_in),
                     "in_mask": len(data_in_obs), "stl": len(stl), "stl_above_plane": int(above.sum())},
+            card=dtu_card(int(scan), data, paths, mode, seed, downsample_density, patch_size, max_dist,
+                          remove_unreferenced),
         )
+        # The sample counts belong to the card too: they say how much the numbers rest on.
+        result.card.parameters["counts"] = result.counts
         if vis_dir is not None:
             os.makedirs(vis_dir, exist_ok=True)
             members = np.where(inbound)[0][grid_inbound][in_obs]

@@ -2,13 +2,15 @@
 
 Both published generations are implemented, selected by ``backend``; record it with every number:
 
-* ``"icon2022"`` — ICON (CVPR'22, ``YuliangXiu/ICON`` ``lib/dataset/Evaluator.py``): 1000 samples
+* ``"icon2022"`` — ICON (CVPR'22, ``YuliangXiu/ICON`` ``lib/dataset/Evaluator.py`` at commit
+  cf46a6b6ff5a0073268db9e27a259ae2de41bc59): 1000 samples
   per mesh by ``trimesh.sample.sample_surface_even`` (rejection sampling: may give fewer), exact
   point-to-triangle distances; normals rendered by PIFu's OpenGL renderer: orthographic over
   [-1, 1]^3, 512 x 512, the model turned about +y by 0, 180, 90 and 270 degrees, colour
   (normalize(R n) + 1) / 2 from interpolated trimesh (angle-weighted) vertex normals, white
   background.
-* ``"econ"`` — ECON (``YuliangXiu/ECON`` ``lib/dataset/Evaluator.py``, PyTorch3D): 1000
+* ``"econ"`` — ECON (``YuliangXiu/ECON`` ``lib/dataset/Evaluator.py`` at commit
+  d8f4e8b7171e30868acd94a1d1f6fcc1238e3e32, PyTorch3D): 1000
   area-weighted samples per mesh, PyTorch3D's point-to-triangle distance with its absolute
   ``min_triangle_area=5e-3``; normals from four orthographic cameras at (0, 0, 100), (100, 0, 0),
   (0, 0, -100), (-100, 0, 0) looking at the origin, colour (n + 1) / 2 from interpolated world-space
@@ -47,6 +49,7 @@ from ..compat.pytorch3d import pytorch3d_distance_mesh
 from ..mesh import check_mesh, face_areas_normals, sample_points_on_mesh
 from ..png import save_normal_pngs
 from ..raster import Cameras, checked_image_size, look_at, render_normals, rotation_y
+from .card import MetricCard
 
 BACKENDS = ("icon2022", "econ")
 ICON_VIEWS = (0.0, 180.0, 90.0, 270.0)  # model rotations about +y, in ICON's order
@@ -54,6 +57,8 @@ ECON_VIEWS = (0.0, 90.0, 180.0, 270.0)  # camera positions about +y: eyes at +z,
 PYTORCH3D_MIN_TRIANGLE_AREA = 5e-3  # the absolute threshold ECON passes to PyTorch3D
 # ECON's background: black, mapped to [-1, 1] and renormalised like every pixel, then back to [0, 1].
 _ECON_BACKGROUND = (1.0 - 1.0 / math.sqrt(3.0)) / 2.0
+REFERENCES = {"icon2022": "YuliangXiu/ICON lib/dataset/Evaluator.py@cf46a6b6ff5a0073268db9e27a259ae2de41bc59",
+              "econ": "YuliangXiu/ECON lib/dataset/Evaluator.py@d8f4e8b7171e30868acd94a1d1f6fcc1238e3e32"}
 
 
 def _as_vf(mesh, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,7 +222,7 @@ class HumanEvalResult:
 
     chamfer = 1/2 (P2S + recon-to-scan) x 100; p2s = mean distance of scan samples to the
     reconstruction x 100; normal = :func:`normal_map_error`. samples: how many points were drawn
-    on (pred, gt); files: the PNGs written."""
+    on (pred, gt); files: the PNGs written; card: how the numbers were computed."""
 
     chamfer: float
     p2s: float
@@ -226,12 +231,42 @@ class HumanEvalResult:
     samples: tuple[int, int]
     image_size: int
     files: list = field(default_factory=list)
+    card: MetricCard | None = None
 
     def as_dict(self) -> dict:
         """The result as a JSON-ready dict: backend, chamfer_cm, p2s_cm (scan samples to the
-        reconstruction, ICON's P2S), normal, samples [pred, gt], image_size and files."""
+        reconstruction, ICON's P2S), normal, samples [pred, gt], image_size, files and card."""
         return {"backend": self.backend, "chamfer_cm": self.chamfer, "p2s_cm": self.p2s, "normal": self.normal,
-                "samples": list(self.samples), "image_size": self.image_size, "files": self.files}
+                "samples": list(self.samples), "image_size": self.image_size, "files": self.files,
+                "card": None if self.card is None else self.card.as_dict()}
+
+
+def human_card(backend: str, num_samples: int, image_size: int, seed: int, min_triangle_area: float | None,
+               allow_clipping: bool, samples: tuple[int, int], inputs: dict | None = None) -> MetricCard:
+    """The metric card of one CAPE evaluation; ``inputs`` ({role: path}) are hashed."""
+    econ = backend == "econ"
+    sampler = ("area-weighted (PyTorch3D sample_points_from_meshes)" if econ
+               else "trimesh.sample.sample_surface_even (rejection: may give fewer)")
+    distance = (f"PyTorch3D point-to-triangle, min_triangle_area={min_triangle_area}"
+                if econ and min_triangle_area is not None else "exact point-to-triangle")
+    return MetricCard(
+        protocol=f"CAPE clothed humans ({'ECON' if econ else 'ICON-2022'})",
+        reference=REFERENCES[backend],
+        units='"cm": normalised [-1, 1] frame distances x 100 (Chamfer, P2S); Normal: unitless',
+        metrics={
+            "chamfer_cm": "1/2 (mean_g d(g, pred surface) + mean_p d(p, gt surface)) x 100; Euclidean, unsquared; "
+                          "symmetric; lower is better",
+            "p2s_cm": "mean_g d(g, pred surface) x 100 over the scan (gt) samples g; Euclidean, unsquared; "
+                      "scan to reconstruction (ICON's P2S); lower is better",
+            "normal": "sum over views of the per-view mean over all pixels of sum_rgb (I_pred - I_gt)^2, colours "
+                      "in [0, 1]; squared, no mask; lower is better",
+        },
+        parameters={"backend": backend, "num_samples": num_samples, "samples": list(samples), "seed": seed,
+                    "sampler": sampler, "distance": distance, "image_size": image_size,
+                    "views_deg": list(ICON_VIEWS if backend == "icon2022" else ECON_VIEWS),
+                    "allow_clipping": allow_clipping},
+        inputs=dict(inputs or {}),
+    ).hash_inputs()
 
 
 def human_eval(
@@ -245,6 +280,7 @@ def human_eval(
     min_triangle_area: float | None = PYTORCH3D_MIN_TRIANGLE_AREA,
     allow_clipping: bool = False,
     progress: Callable[[str], None] | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> HumanEvalResult:
     """Scores a reconstructed clothed human against its scan with the CAPE protocol of ICON-2022
     or ECON (see the module docstring).
@@ -262,7 +298,8 @@ def human_eval(
 
     A mesh without a face of positive area raises ValueError (both backends), and so does a mesh
     outside the cameras' view volume unless ``allow_clipping`` (see :func:`check_evaluation_frame`).
-    ``progress``, if given, is called with the name of each step as it starts.
+    ``progress``, if given, is called with the name of each step as it starts. ``inputs``
+    ({"pred": path, "gt": path}) names the files the meshes came from, for the card's SHA-256.
     """
     _check_backend(backend)
     _checks.check_positive_int(num_samples, "num_samples")
@@ -271,9 +308,11 @@ def human_eval(
         _checks.check_positive_number(min_triangle_area, "min_triangle_area")
     pv, pf = _as_vf(pred, "pred")
     gv, gf = _as_vf(gt, "gt")
+    area = min_triangle_area if backend == "econ" else None
     if pf.shape[0] == 0 or gf.shape[0] == 0:
         warnings.warn("human_eval: a mesh is empty; Chamfer, P2S and Normal are NaN", RuntimeWarning, stacklevel=2)
-        return HumanEvalResult(math.nan, math.nan, math.nan, backend, (0, 0), image_size)
+        card = human_card(backend, num_samples, image_size, seed, area, allow_clipping, (0, 0), inputs)
+        return HumanEvalResult(math.nan, math.nan, math.nan, backend, (0, 0), image_size, card=card)
     for name, (v, f) in (("pred", (pv, pf)), ("gt", (gv, gf))):
         check_positive_area(v, f, name)
         if not allow_clipping:
@@ -312,6 +351,8 @@ def human_eval(
         samples=(len(pred_samples), len(gt_samples)),
         image_size=image_size,
         files=normal.files,
+        card=human_card(backend, num_samples, image_size, seed, area, allow_clipping,
+                        (len(pred_samples), len(gt_samples)), inputs),
     )
 
 
@@ -321,6 +362,7 @@ __all__ = [
     "NormalMapError",
     "check_evaluation_frame",
     "check_positive_area",
+    "human_card",
     "human_cameras",
     "human_eval",
     "normal_images",

@@ -19,10 +19,16 @@ from ..emd import earth_movers_distance
 from ..mesh import sample_points_on_mesh
 from ..mesh_metrics import point_to_surface_distance, volumetric_iou
 from ..pointcloud import Correspondences, correspondences
+from .card import MetricCard
 
 FILE_UNITS = "file units"
 SQUARED_UNITS = "squared file units"
 FRACTION = "fraction (0 to 1)"
+# `score` reproduces no single repository: it states its conventions, each naming where it is used.
+SCORE_REFERENCE = ("pointmetrics score conventions (pointmetrics/protocols/scoring.py): CD-L1 as PCN/PoinTr, "
+                   "CD-L2 as PoinTr/GRNet, F-score as Tanks and Temples, normal consistency and volumetric IoU as "
+                   "Occupancy Networks, P2S as ICON/CAPE")
+_HIGHER_IS_BETTER = ("F-score", "precision", "recall", "normal consistency", "volumetric IoU")
 
 
 @dataclass
@@ -40,6 +46,8 @@ class Scored:
     noise_floor: what a perfect prediction (the ground-truth mesh itself, sampled again with
     another seed at the prediction's point count) scores, per metric name; empty when the ground
     truth is a point cloud. notes: things the user should be told (e.g. a mesh file with no faces).
+    card: how the numbers were computed (each metric's convention, unit and direction, the samples,
+    seeds and thresholds, the inputs' SHA-256).
     """
 
     rows: list[Row]
@@ -52,6 +60,7 @@ class Scored:
     tau_labels: list[str] = field(default_factory=list)
     noise_floor: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    card: MetricCard | None = None
 
     def metrics(self) -> dict:
         """{metric name: value}; the JSON ``metrics`` object."""
@@ -237,5 +246,35 @@ def score(
         description["noise_floor"] = ("the scores of the ground-truth mesh against a second, independently seeded "
                                       "sample of itself at the prediction's point count: a perfect prediction")
     notes = [g.geometry.note for g in (pred, gt) if g.geometry.note]
+    card = score_card(pred_path, gt_path, rows, pred, gt, samples, seed, taus, labels, tau_note, emd_points, floor)
     return Scored(rows, description, pred.points, gt.points, c.x_to_y[0], c.y_to_x[0], list(taus), labels, floor,
-                  notes)
+                  notes, card)
+
+
+def score_card(pred_path: str, gt_path: str, rows: list[Row], pred: _Input, gt: _Input, samples: int, seed: int,
+               taus: list[float], labels: list[str], tau_note: str, emd_points: int, floor: dict) -> MetricCard:
+    """The metric card of one ``score``: per metric its convention, unit and direction; the point
+    counts, seeds (pred: seed, gt: seed + 1, EMD subsets: seed + 2, noise floor: seed + 3) and
+    F-score thresholds; the inputs' SHA-256."""
+    def definition(row: Row) -> str:
+        what = row.convention
+        if row.name.startswith(("accuracy p", "completeness p")):  # the row says only "50th percentile"
+            towards = "prediction to ground truth" if row.name.startswith("accuracy") else "ground truth to prediction"
+            what = f"{what} of the {row.name.split()[0]} distances ({towards})"
+        squaring = {SQUARED_UNITS: "squared distances", FILE_UNITS: "Euclidean distances, unsquared"}.get(row.unit)
+        better = "higher is better" if row.name.startswith(_HIGHER_IS_BETTER) else "lower is better"
+        return "; ".join(part for part in (what, squaring, f"unit: {row.unit}", better) if part)
+
+    return MetricCard(
+        protocol="pointmetrics score",
+        reference=SCORE_REFERENCE,
+        units="the files' units (distances unsquared unless the unit says squared)",
+        metrics={r.name: definition(r) for r in rows},
+        parameters={"samples": samples, "seed": seed, "sampler": "area-weighted, torch.Generator seeded",
+                    "pred_input": pred.description, "gt_input": gt.description,
+                    "points": {"pred": len(pred.points), "gt": len(gt.points)},
+                    "seeds": {"pred": seed, "gt": seed + 1, "emd": seed + 2, "noise_floor": seed + 3},
+                    "taus": list(taus), "tau_labels": list(labels), "thresholds": tau_note,
+                    "emd_points": emd_points, "noise_floor": bool(floor)},
+        inputs={"pred": pred_path, "gt": gt_path},
+    ).hash_inputs()
