@@ -2,6 +2,11 @@
 // is kept unless an earlier kept point lies within the radius (distance <= radius, boundary
 // inclusive, compared as squared distances). Points are bucketed in a uniform grid of cells one
 // radius wide, so each point's candidates are the points of its 27 neighbouring cells.
+//
+// The CPU (greedy_cpu.cpp) makes the decisions one point at a time, in index order. The CUDA
+// backend (greedy_cuda.cu) makes them in parallel rounds, each undecided point taking
+// greedy_round_step below; torch.ops.pointmetrics_testing.greedy_radius_keep_portable
+// (csrc/testing.cpp) runs the same rounds on the CPU.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -64,6 +69,21 @@ PM_HD int64_t find_cell(const int64_t* keys, int64_t count, int64_t key) {
   return lo < count && keys[lo] == key ? lo : -1;
 }
 
+// The grid's arrays as raw pointers (on the grid's device), for the per-point step below.
+struct RadiusGridView {
+  const int64_t* cell;
+  const int64_t* order;
+  const int64_t* keys;
+  const int64_t* start;
+  int64_t count;
+  int64_t dims[3];
+};
+
+inline RadiusGridView grid_view(const RadiusGrid& g) {
+  return RadiusGridView{g.cell.data_ptr<int64_t>(), g.order.data_ptr<int64_t>(), g.keys.data_ptr<int64_t>(),
+                        g.start.data_ptr<int64_t>(), g.keys.numel(), {g.dims[0], g.dims[1], g.dims[2]}};
+}
+
 template <typename scalar_t>
 PM_HD bool within(const scalar_t* a, const scalar_t* b, double r2) {
   double acc = 0.0;
@@ -72,6 +92,39 @@ PM_HD bool within(const scalar_t* a, const scalar_t* b, double r2) {
     acc = add(acc, mul(diff, diff));
   }
   return acc <= r2;
+}
+
+// A point's state in the parallel rounds. Kept and removed are final.
+constexpr int8_t kUndecided = 0, kKept = 1, kRemoved = 2;
+
+// One round's step for undecided point i, reading the other points' states: removed as soon as an
+// earlier point within the radius is kept; still undecided while such a point is undecided; kept
+// once every one is removed. The rule is the sequential one read backwards (i is kept exactly when
+// no earlier kept point is within the radius), and a decision reads only final states of earlier
+// points, so the rounds give the sequential mask whichever states a round happens to see: the
+// states written earlier in the same round (CUDA threads, State = volatile int8_t*) or only
+// those of the rounds before (the portable driver, State = const int8_t*). Every round decides
+// at least the lowest undecided point, whose earlier neighbours are all decided.
+template <typename scalar_t, typename State>
+PM_HD int8_t greedy_round_step(const scalar_t* p, int64_t i, const RadiusGridView& g, double r2, State state) {
+  const int64_t* c = g.cell + 3 * i;
+  bool pending = false;
+  for (int64_t x = max_val<int64_t>(c[0] - 1, 0); x <= min_val<int64_t>(c[0] + 1, g.dims[0] - 1); ++x) {
+    for (int64_t y = max_val<int64_t>(c[1] - 1, 0); y <= min_val<int64_t>(c[1] + 1, g.dims[1] - 1); ++y) {
+      for (int64_t z = max_val<int64_t>(c[2] - 1, 0); z <= min_val<int64_t>(c[2] + 1, g.dims[2] - 1); ++z) {
+        const int64_t k = find_cell(g.keys, g.count, cell_key(x, y, z, g.dims));
+        if (k < 0) continue;
+        for (int64_t s = g.start[k]; s < g.start[k + 1]; ++s) {
+          const int64_t j = g.order[s];
+          if (j >= i || !within(p + 3 * i, p + 3 * j, r2)) continue;
+          const int8_t sj = state[j];
+          if (sj == kKept) return kRemoved;
+          if (sj == kUndecided) pending = true;
+        }
+      }
+    }
+  }
+  return pending ? kUndecided : kKept;
 }
 
 }  // namespace pm
