@@ -166,3 +166,8 @@ def _rasterize_triangles_fake(clip, faces, face_lengths, height, width):
 
 
 torch.library.register_fake("pointmetrics_testing::knn_portable")(_knn_fake)
+
+
+@torch.library.register_fake("pointmetrics_testing::greedy_radius_keep_portable")
+def _greedy_radius_keep_portable_fake(points, radius):
+    return _greedy_radius_keep_fake(points, radius), points.new_empty((), dtype=torch.int64)

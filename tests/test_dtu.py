@@ -141,3 +141,73 @@ def test_greedy_reduction_accepts_half_precision(gen, dtype):
     pts = (torch.rand(3000, 3, generator=gen) * 4).to(dtype)
     keep = pm.greedy_radius_downsample(pts, 0.25)
     assert torch.equal(keep, pm.greedy_radius_downsample(pts.float(), 0.25))
+
+
+# The CUDA backend's parallel rounds (greedy.h's greedy_round_step), run on the CPU through a
+# test-only op, against the CPU's sequential pass. Each portable round reads only the decisions of
+# the rounds before it: the slowest schedule the CUDA rounds can take.
+def greedy_clouds(gen):
+    r = 0.3
+    uniform = torch.rand(5000, 3, generator=gen, dtype=torch.float64) * 5
+    centres = torch.rand(20, 3, generator=gen, dtype=torch.float64) * 5
+    clusters = centres.repeat_interleave(200, 0) + 0.2 * torch.randn(4000, 3, generator=gen, dtype=torch.float64)
+    duplicates = (torch.rand(300, 3, generator=gen, dtype=torch.float64) * 3).repeat(5, 1)
+    duplicates = duplicates[torch.randperm(len(duplicates), generator=gen)]
+    # a chain along x, one radius between neighbours (0.3 * k is not exact in binary: each pair lies
+    # just inside or just outside, the same on both paths), in index order and reversed
+    chain = torch.zeros(200, 3, dtype=torch.float64)
+    chain[:, 0] = r * torch.arange(200, dtype=torch.float64)
+    # 0.25 apart with radius 0.3: each point's decision waits for the one before it
+    dense_line = torch.zeros(300, 3, dtype=torch.float64)
+    dense_line[:, 1] = 0.25 * torch.arange(300, dtype=torch.float64)
+    # exactly 0.5 apart (exact in binary) with radius 0.5: every pair of neighbours on the boundary
+    exact = torch.zeros(64, 3, dtype=torch.float64)
+    exact[:, 2] = 0.5 * torch.arange(64, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(8, dtype=torch.float64) * 0.15] * 3, indexing="ij"), -1)
+    return {
+        "uniform": (uniform, r),
+        "clusters": (clusters, r),
+        "duplicates": (duplicates, r),
+        "chain": (chain, r),
+        "chain_reversed": (chain.flip(0), r),
+        "dense_line": (dense_line, r),
+        "at_radius": (exact, 0.5),
+        "grid": (grid.reshape(-1, 3), 0.3),
+        "grid_float32": (grid.reshape(-1, 3).float(), 0.3),
+        "one": (torch.rand(1, 3, generator=gen), r),
+        "empty": (torch.zeros(0, 3), r),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["uniform", "clusters", "duplicates", "chain", "chain_reversed", "dense_line", "at_radius", "grid",
+     "grid_float32", "one", "empty"],
+)
+def test_parallel_rounds_equal_the_sequential_pass(gen, kind):
+    points, radius = greedy_clouds(gen)[kind]
+    want = torch.ops.pointmetrics.greedy_radius_keep(points, radius)
+    got, rounds = torch.ops.pointmetrics_testing.greedy_radius_keep_portable(points, radius)
+    assert got.dtype == torch.bool and torch.equal(got, want)
+    assert rounds.dtype == torch.int64 and (rounds.item() > 0) == (len(points) > 0)
+    if kind == "at_radius":  # boundary inclusive: every other point is kept
+        assert want.tolist() == [k % 2 == 0 for k in range(64)]
+    if kind == "dense_line":  # one more round per point
+        assert rounds.item() >= 300
+
+
+def test_parallel_rounds_on_shuffled_clouds(gen):
+    """DTU's order: shuffled points; larger clouds, float32 and float64."""
+    for dtype in (torch.float32, torch.float64):
+        pts = (torch.rand(50_000, 3, generator=gen, dtype=torch.float64) * 10).to(dtype)
+        pts = torch.cat([pts, pts[:1000]])[torch.randperm(51_000, generator=gen)]  # duplicates too
+        want = torch.ops.pointmetrics.greedy_radius_keep(pts, 0.2)
+        got, _ = torch.ops.pointmetrics_testing.greedy_radius_keep_portable(pts, 0.2)
+        assert torch.equal(got, want)
+
+
+def test_portable_rounds_opcheck(gen):
+    pts = torch.rand(500, 3, generator=gen, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.pointmetrics_testing.greedy_radius_keep_portable, (pts, 0.1))
+    with pytest.raises(RuntimeError, match="radius must be positive"):
+        torch.ops.pointmetrics_testing.greedy_radius_keep_portable(pts, -1.0)
