@@ -4,8 +4,11 @@
 // CPU's own algorithm:
 //   point_tree                  the ATen point-tree builder (CUDA) vs the CPU builder (tests/test_tree_builders.py)
 //   knn_portable                knn.h's run_device_plan, the CUDA grid/tree plan (tests/test_knn.py)
+//   closest_triangle_portable   mesh_tree.h's binary closest-triangle search, the CUDA kernel's, vs
+//                               the CPU's four-wide one (wide_tree.h) (tests/test_mesh_portable.py)
 //   greedy_radius_keep_portable greedy.h's greedy_round_step in rounds, the CUDA kernel's, vs the
 //                               CPU's sequential pass (tests/test_dtu.py)
+// winding_number has no driver: both backends run mesh_tree.h's winding_number, the same traversal.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -17,6 +20,7 @@
 #include "core/lengths.h"
 #include "downsample/greedy.h"
 #include "knn/knn.h"
+#include "mesh/mesh.h"
 #include "mesh/mesh_tree.h"
 #include "spatial/point_tree.h"
 #include "spatial/point_tree_build.h"
@@ -82,6 +86,50 @@ std::tuple<at::Tensor, at::Tensor> knn_portable(const at::Tensor& x, const at::T
   return knn_on_cpu(&device_plan_on_cpu, x, y, x_lengths, y_lengths, K, norm);
 }
 
+// The closest_triangle op with the CUDA kernel's search (mesh_tree.h's closest_triangle: binary,
+// top-down from the root, no warm start) and its write_closest, one query at a time on the CPU.
+// The queries' Morton order of the CUDA op only schedules threads: each query's answer is its own.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_portable(
+    const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in, const at::Tensor& face_in,
+    const at::Tensor& lo_in, const at::Tensor& hi_in, const at::Tensor& face_lengths, const at::Tensor& frames_in,
+    const at::Tensor& slot_boxes_in, const at::Tensor& quads) {
+  check_mesh_tree_args(points_in, point_lengths, tris_in, face_in, lo_in, hi_in, face_lengths);
+  check_closest_args(tris_in, frames_in, slot_boxes_in, quads);  // quads: only the CPU's wide search reads them
+  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous(), face = face_in.contiguous();
+  const at::Tensor lo = lo_in.contiguous(), hi = hi_in.contiguous();
+  const at::Tensor frames = frames_in.contiguous(), slot_boxes = slot_boxes_in.contiguous();
+  const int64_t B = points.size(0), N = points.size(1), S = tris.size(1), F = frames.size(1), leaves = S / kLeafSize;
+  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "closest_triangle", "point_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, F, "closest_triangle", "face_lengths");
+  at::Tensor dist2 = at::zeros({B, N}, points.options());
+  at::Tensor out_face = at::full({B, N}, -1, face.options());
+  at::Tensor bary = at::zeros({B, N, 3}, points.options());
+  at::Tensor closest = at::zeros({B, N, 3}, points.options());
+  if (B * N == 0) return {dist2, out_face, bary, closest};
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "closest_triangle_portable", [&] {
+    const scalar_t* q = points.data_ptr<scalar_t>();
+    const auto* all_frames = reinterpret_cast<const TriangleFrame*>(frames.data_ptr<uint8_t>());
+    at::parallel_for(0, B * N, 256, [&](int64_t i0, int64_t i1) {
+      for (int64_t flat = i0; flat < i1; ++flat) {
+        const int64_t b = flat / N;
+        if (flat % N >= pl[b]) continue;
+        // As mesh_cuda.cu's closest_triangle_kernel.
+        TriangleTreeView<scalar_t> view{tris.data_ptr<scalar_t>() + b * S * 9, face.data_ptr<int64_t>() + b * S,
+                                        lo.data_ptr<scalar_t>() + b * 2 * leaves * 3,
+                                        hi.data_ptr<scalar_t>() + b * 2 * leaves * 3, leaves, fl[b]};
+        view.frames = all_frames + b * F;
+        view.slot_boxes = slot_boxes.data_ptr<scalar_t>() + b * (S / 4) * kBox4;
+        ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
+        closest_triangle(view, vec3(q + 3 * flat), best);
+        if (best.face < 0) continue;
+        write_closest(view, best, flat, dist2.data_ptr<scalar_t>(), out_face.data_ptr<int64_t>(),
+                      bary.data_ptr<scalar_t>(), closest.data_ptr<scalar_t>());
+      }
+    });
+  });
+  return {dist2, out_face, bary, closest};
+}
+
 // The greedy_radius_keep op with the CUDA backend's parallel rounds (greedy.h's greedy_round_step
 // for every undecided point, until none is left) on the CPU. Each round reads only the states of
 // the rounds before it, the slowest schedule the CUDA rounds can take (a thread there may also
@@ -127,6 +175,9 @@ int64_t constant(c10::string_view name) {
 TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("point_tree(Tensor points, Tensor lengths, bool portable) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("knn_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int K, int norm) -> (Tensor, Tensor)");
+  m.def("closest_triangle_portable(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, "
+        "Tensor hi, Tensor face_lengths, Tensor frames, Tensor slot_boxes, Tensor quads) -> (Tensor, Tensor, Tensor, "
+        "Tensor)");
   m.def("greedy_radius_keep_portable(Tensor points, float radius) -> (Tensor, Tensor)");
   m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
@@ -134,6 +185,7 @@ TORCH_LIBRARY(pointmetrics_testing, m) {
 TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {
   m.impl("point_tree", &point_tree);
   m.impl("knn_portable", &knn_portable);
+  m.impl("closest_triangle_portable", &closest_triangle_portable);
   m.impl("greedy_radius_keep_portable", &greedy_radius_keep_portable);
 }
 

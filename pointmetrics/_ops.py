@@ -166,6 +166,7 @@ def _rasterize_triangles_fake(clip, faces, face_lengths, height, width):
 
 
 torch.library.register_fake("pointmetrics_testing::knn_portable")(_knn_fake)
+torch.library.register_fake("pointmetrics_testing::closest_triangle_portable")(_closest_triangle_fake)
 
 
 @torch.library.register_fake("pointmetrics_testing::greedy_radius_keep_portable")

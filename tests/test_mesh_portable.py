@@ -1,0 +1,160 @@
+"""The closest-triangle search of the CUDA kernel (mesh_tree.h's binary search from the root), run on
+the CPU through a test-only op, against the CPU op's own search (wide_tree.h: four boxes per step,
+warm-started from the previous query's leaf). Both return the exact (squared distance, face)
+minimum under triangle.h's arithmetic, which both share (no FMA: core/common.h), and ties go to the
+smaller face; boxes only prune. So every output is bit for bit the same, ties included.
+
+winding_number has no portable driver: its CPU and CUDA ops both run mesh_tree.h's winding_number."""
+
+import pytest
+import torch
+from conftest import DATA
+
+import pointmetrics as pm
+from pointmetrics import io, reference
+
+ops = torch.ops.pointmetrics
+testing = torch.ops.pointmetrics_testing
+
+
+def random_mesh(gen, n_verts=60, n_faces=150, scale=1.0, offset=0.0, dtype=torch.float64):
+    """Random triangles plus planted degenerate ones (repeated vertices, collinear, zero-area,
+    slivers, tiny triangles) and a duplicated face (an exact tie everywhere), as tests/test_mesh.py."""
+    v = torch.rand(n_verts, 3, generator=gen, dtype=torch.float64) * scale + offset
+    f = torch.randint(0, n_verts, (n_faces, 3), generator=gen)
+    extra_v = [
+        v[0],
+        v[1],
+        (v[0] + v[1]) / 2,
+        v[2] + torch.tensor([1e-9, 0, 0], dtype=torch.float64) * scale,
+        v[3] + torch.tensor([1e-7, 2e-7, 0], dtype=torch.float64) * scale,
+        v[3] + torch.tensor([0, 1e-7, 3e-7], dtype=torch.float64) * scale,
+    ]
+    v = torch.cat([v, torch.stack(extra_v)])
+    n = n_verts
+    planted = torch.tensor([[0, 0, 1], [0, 1, n + 2], [5, 5, 5], [2, 3, n + 3], [3, n + 4, n + 5], [0, 1, n]])
+    f = torch.cat([f, planted, f[7:8].flip(1)])  # the flipped duplicate of face 7
+    return v.to(dtype), f
+
+
+def mesh_queries(gen, v, f, n=300):
+    """Uniform points around the mesh, far away ones, the vertices, points on edges (midpoints and
+    random fractions) and inside faces, and points just off the surface."""
+    v = v.double()
+    lo, hi = v.amin(0), v.amax(0)
+    span = (hi - lo).max()
+    around = lo - 0.2 * span + (hi - lo + 0.4 * span) * torch.rand(n, 3, generator=gen, dtype=torch.float64)
+    far = lo + 1e3 * span * torch.randn(n // 10, 3, generator=gen, dtype=torch.float64)
+    tri = v[f]
+    t = torch.rand(len(f), 1, generator=gen, dtype=torch.float64)
+    edges = torch.cat([(tri[:, 0] + tri[:, 1]) / 2, tri[:, 1] + t * (tri[:, 2] - tri[:, 1])])
+    inside = (tri * torch.rand(len(f), 3, 1, generator=gen, dtype=torch.float64).softmax(1)).sum(1)
+    off = inside + 1e-3 * span * torch.randn(inside.shape, generator=gen, dtype=torch.float64)
+    return torch.cat([around, far, v, edges, inside, off])
+
+
+def both(bvh, points, lengths=None):
+    """The CPU op and the portable device search on the same tree arguments."""
+    pts = points.to(bvh.dtype).contiguous()
+    pl = torch.full((pts.shape[0],), pts.shape[1]) if lengths is None else lengths
+    t = bvh.tree
+    args = (pts, pl, t.tris, t.face, t.lo, t.hi, bvh.meshes.face_lengths, *bvh.search_data())
+    return ops.closest_triangle(*args), testing.closest_triangle_portable(*args)
+
+
+def assert_identical(bvh, points, lengths=None):
+    cpu, portable = both(bvh, points, lengths)
+    for name, a, b in zip(("dist2", "face", "bary", "closest"), cpu, portable):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    return cpu
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("scale,offset", [(1.0, 0.0), (1e-6, 0.0), (1e3, 0.0), (1.0, 1e4)])
+def test_device_search_equals_cpu_search(gen, dtype, scale, offset):
+    v, f = random_mesh(gen, scale=scale, offset=offset, dtype=dtype)
+    bvh = pm.MeshBVH(v, f)
+    q = mesh_queries(gen, v, f)
+    d2, face, _, _ = assert_identical(bvh, q[None])
+    assert (face >= 0).all() and torch.isfinite(d2).all()
+    # On a vertex every face touching it is at distance zero: the smallest face index wins (or a
+    # smaller face through the vertex, such as a degenerate one along an edge).
+    d2, face, _, _ = assert_identical(bvh, v[None])
+    for i in f.unique().tolist():
+        touching = (v[f] == v[i]).all(-1).any(-1).nonzero()[:, 0]
+        assert d2[0, i] == 0 and face[0, i] <= touching.min()
+
+
+@pytest.mark.parametrize("n_faces", [1, 7, 8, 9, 17, 33, 65, 129, 257, 2000])
+def test_every_tree_depth(gen, n_faces):
+    """1 to 256 leaves: even and odd depths (the CPU's four-wide search starts from node 1 or from
+    nodes 2 and 3); queries sorted along x, so the CPU's warm starts help, and scattered ones."""
+    v = torch.rand(3 * n_faces, 3, generator=gen, dtype=torch.float64)
+    f = torch.arange(3 * n_faces).view(n_faces, 3)
+    q = mesh_queries(gen, v, f, 200)
+    q = q[q[:, 0].argsort()]
+    for dtype in (torch.float64, torch.float32):
+        assert_identical(pm.MeshBVH(v.to(dtype), f), q[None])
+
+
+def test_portable_search_matches_brute_force(gen):
+    """The device search is right, not only equal to the CPU's."""
+    v, f = random_mesh(gen)
+    q = mesh_queries(gen, v, f, 200)
+    d2, face, bary, closest = both(pm.MeshBVH(v, f), q[None])[1]
+    want_d, _ = reference.closest_points_on_mesh(q, v, f)
+    torch.testing.assert_close(d2[0], want_d, rtol=1e-9, atol=1e-14)
+    torch.testing.assert_close(((q - closest[0]) ** 2).sum(-1), d2[0], rtol=1e-9, atol=1e-14)
+    torch.testing.assert_close((bary[0, :, :, None] * v[f[face[0]]]).sum(1), closest[0], rtol=1e-9, atol=1e-12)
+
+
+def test_padded_batch_with_an_empty_mesh(gen):
+    """Padded meshes (face_lengths), an empty mesh, padded queries (whatever lies past the lengths)."""
+    meshes = [random_mesh(gen, n_faces=n) for n in (150, 20, 400)]
+    B, V, F = 4, max(len(v) for v, _ in meshes), max(len(f) for _, f in meshes)
+    verts = torch.zeros(B, V, 3, dtype=torch.float64)
+    faces = torch.zeros(B, F, 3, dtype=torch.int64)
+    face_lengths = torch.tensor([len(meshes[0][1]), len(meshes[1][1]), 0, len(meshes[2][1])])
+    for b, (v, f) in zip((0, 1, 3), meshes):
+        verts[b, : len(v)] = v
+        faces[b, : len(f)] = f
+    bvh = pm.MeshBVH(verts, faces, face_lengths)
+    qs = [mesh_queries(gen, v, f, 100) for v, f in meshes]
+    N = max(len(q) for q in qs)
+    points = 1e6 * torch.randn(B, N, 3, generator=gen, dtype=torch.float64)  # padding: far, never searched
+    lengths = torch.tensor([len(qs[0]), len(qs[1]), 50, len(qs[2]) - 13])
+    for b, q in zip((0, 1, 3), qs):
+        points[b, : len(q)] = q
+    points[2, :50] = torch.rand(50, 3, generator=gen, dtype=torch.float64)
+    d2, face, bary, closest = assert_identical(bvh, points, lengths)
+    assert (face[2] == -1).all() and (d2[2] == 0).all()  # the empty mesh
+    for b in range(B):
+        assert (face[b, lengths[b] :] == -1).all() and (closest[b, lengths[b] :] == 0).all()
+        assert (face[b, : lengths[b]] >= 0).all() or b == 2
+        assert (face[b, : lengths[b]] < max(face_lengths[b].item(), 1)).all()
+
+
+def test_no_faces_at_all(gen):
+    bvh = pm.MeshBVH(torch.rand(4, 3, dtype=torch.float64), torch.zeros(0, 3, dtype=torch.int64))
+    d2, face, _, _ = assert_identical(bvh, torch.rand(1, 5, 3, dtype=torch.float64))
+    assert (face == -1).all() and (d2 == 0).all()
+
+
+def test_real_mesh_with_duplicate_faces(gen):
+    """bunny_res4 has 40 duplicate faces (exact ties): both searches report the smaller face."""
+    g = io.load(DATA / "bunny_res4.ply")
+    v, f = g.vertices, g.faces
+    q = mesh_queries(gen, v, f, 2000)
+    for dtype in (torch.float64, torch.float32):
+        assert_identical(pm.MeshBVH(v.to(dtype), f), q[None])
+
+
+def test_opcheck(gen):
+    v, f = random_mesh(gen)
+    bvh = pm.MeshBVH(v.float(), f)
+    t = bvh.tree
+    pts = torch.rand(1, 40, 3, generator=gen)
+    args = (pts, torch.tensor([33]), t.tris, t.face, t.lo, t.hi, bvh.meshes.face_lengths, *bvh.search_data())
+    torch.library.opcheck(testing.closest_triangle_portable, args)
+    with pytest.raises(RuntimeError, match="slot_boxes must be"):
+        testing.closest_triangle_portable(*args[:8], args[8][:, 1:], args[9])
