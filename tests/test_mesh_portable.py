@@ -1,8 +1,19 @@
 """The closest-triangle search of the CUDA kernel (mesh_tree.h's binary search from the root), run on
 the CPU through a test-only op, against the CPU op's own search (wide_tree.h: four boxes per step,
-warm-started from the previous query's leaf). Both return the exact (squared distance, face)
-minimum under triangle.h's arithmetic, which both share (no FMA: core/common.h), and ties go to the
-smaller face; boxes only prune. So every output is bit for bit the same, ties included.
+warm-started from the previous query's leaf). Both compute triangle distances with triangle.h's
+arithmetic, which both share (no FMA: core/common.h), and break ties to the smaller face; boxes only
+prune. So wherever the two pick the same face every output is bit for bit the same, and they pick
+the same face everywhere except within a few ulps of the surface:
+
+A query a few ulps off a triangle can get a computed squared distance (exactly 0 or of order
+(eps |coordinates|)^2) below its own box's lower bound (the query one ulp outside the box gives
+about 3e-33 at unit scale), by more than cannot_beat's absolute slack (1e-35). Once the search holds
+a candidate at that distance the triangle is pruned; found first, it wins its tie. Which happens
+depends on the order of the search (the CPU's warm start: the previous query's leaf), so the two
+searches, and the CPU op on the same query in different batches, can report different faces there
+(seen: a surface sample one ulp from a vertex, faces 27 and 157 both at computed distance 0, the
+device search reporting 157). The distances then differ by at most that much: both lie within
+(16 eps M)^2, M the largest coordinate magnitude, where such mismatches are allowed.
 
 winding_number has no portable driver: its CPU and CUDA ops both run mesh_tree.h's winding_number."""
 
@@ -62,10 +73,28 @@ def both(bvh, points, lengths=None):
     return ops.closest_triangle(*args), testing.closest_triangle_portable(*args)
 
 
+def near_surface_bound(bvh, points):
+    """(16 eps M)^2 per query, M the largest coordinate magnitude of its mesh and of the query:
+    squared distances below it are within rounding of the surface (the module docstring)."""
+    tris = bvh.tree.tris.double()
+    mesh_m = torch.where(torch.isfinite(tris), tris.abs(), 0.0).flatten(1).amax(1)
+    M = torch.maximum(mesh_m[:, None], points.double().abs().amax(-1))
+    return (16 * torch.finfo(torch.float64).eps * M) ** 2
+
+
 def assert_identical(bvh, points, lengths=None):
+    """Every output bit for bit equal where both searches report the same face; different faces only
+    within rounding of the surface (the module docstring)."""
     cpu, portable = both(bvh, points, lengths)
+    same = cpu[1] == portable[1]
     for name, a, b in zip(("dist2", "face", "bary", "closest"), cpu, portable):
-        assert a.dtype == b.dtype and torch.equal(a, b), name
+        assert a.dtype == b.dtype and torch.equal(a[same], b[same]), name
+    if not same.all():
+        bound = near_surface_bound(bvh, points)[~same]
+        d_cpu, d_portable = cpu[0][~same].double(), portable[0][~same].double()
+        assert (d_cpu <= bound).all() and (d_portable <= bound).all(), (d_cpu, d_portable, bound)
+        print(f"{int((~same).sum())} queries within rounding of the surface: different faces, squared distances "
+              f"{d_cpu.tolist()} (CPU) and {d_portable.tolist()} (device search), bounds {bound.tolist()}")
     return cpu
 
 
@@ -141,7 +170,7 @@ def test_no_faces_at_all(gen):
 
 
 def test_real_mesh_with_duplicate_faces(gen):
-    """bunny_res4 has 40 duplicate faces (exact ties): both searches report the smaller face."""
+    """bunny_res4 has 40 duplicate faces (exact ties at any distance): both searches report the smaller."""
     g = io.load(DATA / "bunny_res4.ply")
     v, f = g.vertices, g.faces
     q = mesh_queries(gen, v, f, 2000)
