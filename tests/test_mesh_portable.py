@@ -20,6 +20,7 @@ winding_number has no portable driver: its CPU and CUDA ops both run mesh_tree.h
 import pytest
 import torch
 from conftest import DATA
+from test_mesh import random_mesh as planted_mesh
 
 import pointmetrics as pm
 from pointmetrics import io, reference
@@ -29,22 +30,10 @@ testing = torch.ops.pointmetrics_testing
 
 
 def random_mesh(gen, n_verts=60, n_faces=150, scale=1.0, offset=0.0, dtype=torch.float64):
-    """Random triangles plus planted degenerate ones (repeated vertices, collinear, zero-area,
-    slivers, tiny triangles) and a duplicated face (an exact tie everywhere), as tests/test_mesh.py."""
-    v = torch.rand(n_verts, 3, generator=gen, dtype=torch.float64) * scale + offset
-    f = torch.randint(0, n_verts, (n_faces, 3), generator=gen)
-    extra_v = [
-        v[0],
-        v[1],
-        (v[0] + v[1]) / 2,
-        v[2] + torch.tensor([1e-9, 0, 0], dtype=torch.float64) * scale,
-        v[3] + torch.tensor([1e-7, 2e-7, 0], dtype=torch.float64) * scale,
-        v[3] + torch.tensor([0, 1e-7, 3e-7], dtype=torch.float64) * scale,
-    ]
-    v = torch.cat([v, torch.stack(extra_v)])
-    n = n_verts
-    planted = torch.tensor([[0, 0, 1], [0, 1, n + 2], [5, 5, 5], [2, 3, n + 3], [3, n + 4, n + 5], [0, 1, n]])
-    f = torch.cat([f, planted, f[7:8].flip(1)])  # the flipped duplicate of face 7
+    """tests/test_mesh.py's random triangles with planted degenerate ones (repeated vertices,
+    collinear, zero-area, slivers, tiny triangles), plus a duplicated face (an exact tie everywhere)."""
+    v, f = planted_mesh(gen, n_verts, n_faces, scale, offset)
+    f = torch.cat([f, f[7:8].flip(1)])  # the flipped duplicate of face 7
     return v.to(dtype), f
 
 
