@@ -13,6 +13,8 @@ from typing import NamedTuple, Union
 
 import torch
 
+from ._reduce import valid_mask
+
 PointsLike = Union[torch.Tensor, Sequence[torch.Tensor]]
 
 
@@ -125,7 +127,7 @@ def as_padded(
             bad = ~torch.isfinite(points).all()
             magnitude = points.detach().abs().amax()
         else:  # padding past the lengths may hold anything
-            valid = torch.arange(N, device=points.device)[None, :] < lengths[:, None]
+            valid = valid_mask(lengths, N)
             bad = (~torch.isfinite(points).all(-1) & valid).any()
             magnitude = torch.where(valid.unsqueeze(-1), points.detach().abs(), 0).amax()
         checks.add(bad, f"{name} contains NaN or Inf coordinates")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from ._reduce import compute_dtype
+from ._reduce import compute_dtype, valid_mask
 from .bvh import MeshBVH
 from .knn import gather_neighbours, knn_core
 from .mesh import check_mesh, sample_points_on_mesh
@@ -114,8 +114,8 @@ def ddm_p2p(
     with torch.no_grad():
         around = tb.unsqueeze(2) + _noise((B, M, repeat, D), tb, std, generator)
         queries = torch.cat([around.reshape(B, M * repeat, D), sb.to(tb.dtype)], dim=1)
-        target_valid = (torch.arange(M, device=tb.device)[None] < tl[:, None]).repeat_interleave(repeat, dim=1)
-        source_valid = torch.arange(sb.shape[1], device=sb.device)[None] < sl[:, None]
+        target_valid = valid_mask(tl, M).repeat_interleave(repeat, dim=1)
+        source_valid = valid_mask(sl, sb.shape[1])
         valid = torch.cat([target_valid, source_valid], dim=1)
         queries = torch.where(valid.unsqueeze(-1), queries, 0.0)  # padding may hold anything
     ddf_s = _ddf_points(queries, sb, sl, K)

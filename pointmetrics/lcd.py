@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import _checks
-from ._reduce import compute_dtype, reduce_batch, safe_sqrt, warn_if_empty
+from ._reduce import compute_dtype, reduce_batch, safe_sqrt, valid_mask, warn_if_empty
 from .knn import nearest_core
 
 __all__ = ["LCDWeightNet", "lcd_adversarial_step", "lcd_loss"]
@@ -130,8 +130,8 @@ def _inputs(gt, rec, gt_lengths, rec_lengths, weight_net):
 def _per_pair(gb, gl, rb, rl, weight_net: LCDWeightNet) -> torch.Tensor:
     """(B,) LCD of validated padded clouds (finite for empty ones too: 0 weights)."""
     param = next(weight_net.parameters())
-    gt_valid = torch.arange(gb.shape[1], device=gb.device)[None] < gl[:, None]
-    rec_valid = torch.arange(rb.shape[1], device=rb.device)[None] < rl[:, None]
+    gt_valid = valid_mask(gl, gb.shape[1])
+    rec_valid = valid_mask(rl, rb.shape[1])
     # The padding past the lengths may hold anything (NaN): replace it by 0 with torch.where
     # before any arithmetic, so that it reaches neither the weight network nor any gradient (a
     # NaN times a zero gradient is still NaN).

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._reduce import compute_dtype
+from ._reduce import compute_dtype, valid_mask
 
 
 class MeshSamples(NamedTuple):
@@ -44,7 +44,7 @@ class Meshes:
     def triangles(self) -> torch.Tensor:
         """(B, F, 3, 3) corners of every face (padding faces give the first vertex three times)."""
         B, F, _ = self.faces.shape
-        valid = torch.arange(F, device=self.faces.device)[None] < self.face_lengths[:, None]
+        valid = valid_mask(self.face_lengths, F)
         return self.corners(torch.where(valid, torch.arange(F, device=self.faces.device)[None], 0).expand(B, F))
 
 
@@ -130,7 +130,7 @@ def as_meshes(verts, faces, face_lengths=None, *, names: tuple[str, str] = ("ver
         if face_lengths.is_floating_point() or face_lengths.shape != (B,):
             raise ValueError(f"face_lengths must be an integer tensor of shape ({B},)")
         face_lengths = face_lengths.to(torch.int64)
-    valid = torch.arange(F, device=faces.device)[None] < face_lengths[:, None]
+    valid = valid_mask(face_lengths, F)
     checks = [
         ((face_lengths < 0) | (face_lengths > F)).any(),
         ((faces < 0) & valid[..., None]).any(),

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 
 from ._ops import ops
-from ._reduce import compute_dtype
+from ._reduce import compute_dtype, valid_mask
 from .mesh import Meshes, as_meshes, face_cross
 
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def _batch_face_cross(meshes: Meshes) -> torch.Tensor:
     B, V, _ = meshes.verts.shape
     F = meshes.faces.shape[1]
     offsets = V * torch.arange(B, device=meshes.faces.device).view(B, 1, 1)
-    valid = torch.arange(F, device=meshes.faces.device)[None] < meshes.face_lengths[:, None]
+    valid = valid_mask(meshes.face_lengths, F)
     flat_faces = torch.where(valid[..., None], meshes.faces + offsets, offsets).reshape(B * F, 3)
     cross = face_cross(meshes.verts.reshape(B * V, 3), flat_faces)  # padding faces (v, v, v): zero
     return cross.reshape(B, F, 3).to(meshes.verts.dtype)
@@ -300,7 +300,7 @@ def _vertex_normals(meshes: Meshes, weighting: str) -> torch.Tensor:
     B, V, _ = meshes.verts.shape
     F = meshes.faces.shape[1]
     tri = meshes.triangles()  # (B, F, 3, 3)
-    valid = (torch.arange(F, device=tri.device)[None] < meshes.face_lengths[:, None]).to(tri.dtype)
+    valid = valid_mask(meshes.face_lengths, F).to(tri.dtype)
     cross = _batch_face_cross(meshes)  # exactly zero for degenerate faces, which then contribute nothing
     if weighting == "area":
         per_corner = (cross * valid[..., None]).unsqueeze(2).expand(B, F, 3, 3)

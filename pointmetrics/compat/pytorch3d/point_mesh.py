@@ -10,10 +10,11 @@ import warnings
 import torch
 
 from ... import _checks
+from ..._reduce import valid_mask
 from ...bvh import MeshBVH, plane_frame
 from ...knn import knn_core
 from ...mesh import face_areas_normals
-from .structures import mesh_cloud_pair, valid_mask
+from .structures import mesh_cloud_pair
 
 # PyTorch3D's ``_DEFAULT_MIN_TRIANGLE_AREA`` (pytorch3d/loss/point_mesh_distance.py).
 DEFAULT_MIN_TRIANGLE_AREA = 5e-3

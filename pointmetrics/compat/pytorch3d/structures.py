@@ -6,11 +6,7 @@ from __future__ import annotations
 import torch
 
 from ... import _checks
-
-
-def valid_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, n) True at the entries of a padded batch that lie below their row's ``lengths``."""
-    return torch.arange(n, device=lengths.device)[None, :] < lengths[:, None]
+from ..._reduce import valid_mask
 
 
 def _as_vertex_tensor(t, name: str) -> torch.Tensor:
