@@ -64,8 +64,7 @@ import numbers
 
 import torch
 
-from .. import _checks
-from ..knn import nearest_core
+from .chamfer_kernel import kernel_nearest
 
 __all__ = [
     "chamfer_2DDist",
@@ -97,11 +96,7 @@ def _check_clouds(input1, input2, dim: int | None) -> None:
 def _nearest_both_ways(input1, input2, dim: int | None):
     """(dist1, dist2, idx1, idx2): squared distances and int32 indices, input1 -> input2 and back."""
     _check_clouds(input1, input2, dim)
-    xb, xl, yb, yl, _ = _checks.validated_pair(input1, input2, names=("input1", "input2"))
-    d1, i1 = nearest_core(xb, yb, xl, yl)
-    d2, i2 = nearest_core(yb, xb, yl, xl)
-    # -1 (no neighbour: the other cloud is empty) becomes the kernel's untouched 0.
-    return d1, d2, i1.clamp(min=0).to(torch.int32), i2.clamp(min=0).to(torch.int32)
+    return kernel_nearest(input1, input2, ("input1", "input2"))
 
 
 class _ChamferFunction:

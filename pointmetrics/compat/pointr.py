@@ -49,9 +49,8 @@ from __future__ import annotations
 
 import torch
 
-from .. import _checks
 from .._reduce import safe_sqrt
-from ..knn import nearest_core
+from .chamfer_kernel import kernel_nearest
 
 __all__ = [
     "ChamferDistanceL1",
@@ -74,23 +73,6 @@ def _check_clouds(xyz1, xyz2) -> None:
         raise ValueError(f"xyz1 and xyz2 have different batch sizes ({xyz1.shape[0]} and {xyz2.shape[0]})")
 
 
-def _nearest(xyz1, xyz2, both: bool = True):
-    """(dist1, dist2, idx1, idx2): squared distances and int32 indices of the nearest neighbours,
-    xyz1 -> xyz2 and (if ``both``) xyz2 -> xyz1; dist2 and idx2 are None otherwise."""
-    xb, xl, yb, yl, _ = _checks.validated_pair(xyz1, xyz2, names=("xyz1", "xyz2"))
-    d1, i1 = nearest_core(xb, yb, xl, yl)
-    d2 = i2 = None
-    if both:
-        d2, i2 = nearest_core(yb, xb, yl, xl)
-        i2 = _kernel_index(i2)
-    return d1, d2, _kernel_index(i1), i2
-
-
-def _kernel_index(idx: torch.Tensor) -> torch.Tensor:
-    # -1 (no neighbour: the other cloud is empty) becomes the kernel's untouched 0.
-    return idx.clamp(min=0).to(torch.int32)
-
-
 def _drop_zero_sum_points(xyz1, xyz2, ignore_zeros: bool):
     """PoinTr's ``ignore_zeros``: for batch size 1 only, keep the points whose coordinate sum is not 0."""
     if xyz1.size(0) == 1 and ignore_zeros:
@@ -107,7 +89,7 @@ def chamfer_forward(xyz1: torch.Tensor, xyz2: torch.Tensor):
     both inputs. An empty other cloud gives 0 and index 0.
     """
     _check_clouds(xyz1, xyz2)
-    return _nearest(xyz1, xyz2)
+    return kernel_nearest(xyz1, xyz2, ("xyz1", "xyz2"))
 
 
 class ChamferFunction:
@@ -131,7 +113,7 @@ class _PoinTrChamfer(torch.nn.Module):
     def _distances(self, xyz1, xyz2, both: bool = True):
         _check_clouds(xyz1, xyz2)
         xyz1, xyz2 = _drop_zero_sum_points(xyz1, xyz2, self.ignore_zeros)
-        dist1, dist2, _, _ = _nearest(xyz1, xyz2, both)
+        dist1, dist2, _, _ = kernel_nearest(xyz1, xyz2, ("xyz1", "xyz2"), both)
         return dist1, dist2
 
 
