@@ -140,17 +140,16 @@ std::tuple<at::Tensor, at::Tensor> greedy_radius_keep_portable(const at::Tensor&
   const int64_t n = points.size(0);
   if (n == 0) return {at::ones({0}, points.options().dtype(at::kBool)), at::zeros({}, at::kLong)};
   const RadiusGrid g = build_radius_grid(points, radius);
-  const RadiusGridView view = grid_view(g);
   const double r2 = radius * radius;
   at::Tensor status = at::zeros({n}, points.options().dtype(at::kChar));
   int64_t rounds = 0;
-  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "greedy_radius_keep_portable", [&] {
-    const scalar_t* p = points.data_ptr<scalar_t>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, points.scalar_type(), "greedy_radius_keep_portable", [&] {
+    const RadiusGridView<scalar_t> view = grid_view<scalar_t>(g);
     std::vector<int8_t> before(n, kUndecided), after(n, kUndecided);
     for (bool undecided = true; undecided; ++rounds) {
-      at::parallel_for(0, n, 1024, [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          after[i] = before[i] == kUndecided ? greedy_round_step(p, i, view, r2, before.data()) : before[i];
+      at::parallel_for(0, n, 1024, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) {
+          after[s] = before[s] == kUndecided ? greedy_round_step(view, s, r2, before.data(), SearchRows{}) : before[s];
         }
       });
       before.swap(after);
@@ -159,7 +158,8 @@ std::tuple<at::Tensor, at::Tensor> greedy_radius_keep_portable(const at::Tensor&
     }
     std::copy(before.begin(), before.end(), status.data_ptr<int8_t>());
   });
-  return {status == kKept, at::scalar_tensor(rounds, at::kLong)};
+  const at::Tensor keep = at::empty({n}, status.options().dtype(at::kBool)).index_copy_(0, g.index, status == kKept);
+  return {keep, at::scalar_tensor(rounds, at::kLong)};
 }
 
 // A layout constant that pointmetrics/_ops.py mirrors, by its C++ name (tests/test_constants.py).

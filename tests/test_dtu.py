@@ -8,6 +8,7 @@ from conftest import DATA, dtu_reference_sampler
 
 import pointmetrics as pm
 from pointmetrics import io
+from pointmetrics.protocols import dtu
 
 scipy_io = pytest.importorskip("scipy.io")
 cKDTree = pytest.importorskip("scipy.spatial").cKDTree
@@ -82,6 +83,7 @@ def test_equals_dtueval_python(dtu_layout, tmp_path, patch):
     acc, comp, overall, counts, (data_down, d2s, s2d, inbound) = reference_eval(samples, root, density, patch,
                                                                                max_dist, seed)
     assert ours.counts == counts  # identical sample sets at every stage
+    assert {"shuffle", "downsample", "write visualisation"} <= set(ours.seconds) == set(ours.as_dict()["seconds"])
     assert counts["in_box"] < counts["downsampled"] or patch == 60.0
     assert counts["stl_above_plane"] < counts["stl"]
     for got, want in ((ours.accuracy, acc), (ours.completeness, comp), (ours.overall, overall)):
@@ -194,6 +196,49 @@ def test_parallel_rounds_equal_the_sequential_pass(gen, kind):
         assert want.tolist() == [k % 2 == 0 for k in range(64)]
     if kind == "dense_line":  # one more round per point
         assert rounds.item() >= 300
+
+
+def reference_greedy(points: torch.Tensor, radius: float) -> np.ndarray:
+    """DTUeval-python's loop (radius neighbours, then index order), with scipy's cKDTree."""
+    p = points.double().numpy()
+    mask = np.ones(len(p), dtype=bool)
+    for curr, idxs in enumerate(cKDTree(p).query_ball_point(p, r=radius) if len(p) else []):
+        if mask[curr]:
+            mask[idxs] = 0
+            mask[curr] = 1
+    return mask
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["uniform", "clusters", "duplicates", "chain", "chain_reversed", "dense_line", "at_radius", "grid",
+     "grid_float32", "one", "empty"],
+)
+def test_cpu_rounds_and_index_order_finish_equal_the_reference(gen, kind):
+    """The CPU op decides in parallel rounds and finishes slow chains (dense_line, chain) in index
+    order: both parts must give the reference loop's mask."""
+    points, radius = greedy_clouds(gen)[kind]
+    keep = torch.ops.pointmetrics.greedy_radius_keep(points, radius)
+    np.testing.assert_array_equal(keep.numpy(), reference_greedy(points, radius))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_greedy_op_takes_half_precision(gen, dtype):
+    pts = (torch.rand(4000, 3, generator=gen) * 3).to(dtype)
+    want = torch.ops.pointmetrics.greedy_radius_keep(pts.double(), 0.2)
+    assert torch.equal(torch.ops.pointmetrics.greedy_radius_keep(pts, 0.2), want)
+    got, _ = torch.ops.pointmetrics_testing.greedy_radius_keep_portable(pts, 0.2)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 1000, 33_333])
+def test_seeded_shuffle_is_numpys_row_shuffle(n):
+    """dtu_eval gathers by a permutation instead of shuffling rows in place: the same order."""
+    points = np.random.default_rng(n).random((n, 3))
+    for seed in (0, 1, 12345):
+        want = points.copy()
+        np.random.default_rng(seed).shuffle(want, axis=0)
+        np.testing.assert_array_equal(dtu._shuffled(points, seed), want)
 
 
 def test_parallel_rounds_on_shuffled_clouds(gen):

@@ -129,3 +129,56 @@ def _no_warnings():
             return self.cm.__exit__(*exc)
 
     return _Guard()
+
+
+def write_binary_ply(path, vertex_columns: list, face_type: tuple | None, faces, endian: str = "<") -> None:
+    """A binary PLY: vertex_columns is [(name, ply type, numpy kind, values)], faces (F, k)."""
+    fmt = "binary_little_endian" if endian == "<" else "binary_big_endian"
+    n = len(vertex_columns[0][3])
+    header = [f"ply\nformat {fmt} 1.0\nelement vertex {n}\n"]
+    header += [f"property {ply} {name}\n" for name, ply, _, _ in vertex_columns]
+    vertex = np.empty(n, dtype=[(name, endian + kind) for name, _, kind, _ in vertex_columns])
+    for name, _, _, values in vertex_columns:
+        vertex[name] = values
+    body = vertex.tobytes()
+    if face_type is not None:
+        count_ply, count_kind, index_ply, index_kind = face_type
+        header.append(f"element face {len(faces)}\nproperty list {count_ply} {index_ply} vertex_indices\n")
+        face = np.empty(len(faces), dtype=[("n", endian + count_kind), ("v", endian + index_kind, (faces.shape[1],))])
+        face["n"], face["v"] = faces.shape[1], faces
+        body += face.tobytes()
+    path.write_bytes("".join(header).encode() + b"end_header\n" + body)
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+@pytest.mark.parametrize("coords", [("float", "f4"), ("double", "f8")])
+@pytest.mark.parametrize("face_type", [("uchar", "u1", "int", "i4"), ("uint8", "u1", "uint32", "u4"),
+                                       ("int", "i4", "int", "i4"), None])
+def test_binary_ply_reads_as_trimesh_does(tmp_path, rng, endian, coords, face_type):
+    """Binary PLYs of triangles are read with numpy (no trimesh import); the result must be trimesh's."""
+    n, f = int(rng.integers(4, 300)), int(rng.integers(0, 500))
+    xyz = rng.normal(size=(n, 3)) * 1000
+    columns = [("nx", "float", "f4", rng.normal(size=n)), ("x", *coords, xyz[:, 0]), ("y", *coords, xyz[:, 1]),
+               ("red", "uchar", "u1", rng.integers(0, 255, n)), ("z", *coords, xyz[:, 2])]
+    faces = rng.integers(0, n, (f, 3))
+    path = tmp_path / "mesh.ply"
+    write_binary_ply(path, columns, face_type, faces, endian)
+    assert io._read_simple_binary_ply(str(path)) is not None  # the fast path, not the fallback
+    ours = io.load(path)
+    theirs = trimesh.load(path, process=False)
+    np.testing.assert_array_equal(ours.vertices.numpy(), np.asarray(theirs.vertices, dtype=np.float64))
+    if face_type is None or f == 0:
+        assert ours.faces is None
+        assert (ours.note is None) == (face_type is None)  # an empty face element is noted
+    else:
+        np.testing.assert_array_equal(ours.faces.numpy(), np.asarray(theirs.faces))
+
+
+def test_binary_ply_with_polygons_falls_back_to_trimesh(tmp_path, rng):
+    xyz = rng.normal(size=(8, 3))
+    columns = [(c, "float", "f4", xyz[:, k]) for k, c in enumerate("xyz")]
+    quads = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+    path = tmp_path / "quads.ply"
+    write_binary_ply(path, columns, ("uchar", "u1", "int", "i4"), quads)
+    assert io._read_simple_binary_ply(str(path)) is None
+    assert io.load(path).faces.shape == (4, 3)  # trimesh splits each quad in two

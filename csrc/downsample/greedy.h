@@ -3,10 +3,11 @@
 // inclusive, compared as squared distances). Points are bucketed in a uniform grid of cells one
 // radius wide, so each point's candidates are the points of its 27 neighbouring cells.
 //
-// The CPU (greedy_cpu.cpp) makes the decisions one point at a time, in index order. The CUDA
-// backend (greedy_cuda.cu) makes them in parallel rounds, each undecided point taking
-// greedy_round_step below; torch.ops.pointmetrics_testing.greedy_radius_keep_portable
-// (csrc/testing.cpp) runs the same rounds on the CPU.
+// Both backends decide in rounds (greedy_round_step below), walking the points in cell order, so
+// that a point's candidates lie next to it in memory. The CPU (greedy_cpu.cpp) runs rounds on all
+// cores while they make progress and finishes the rest in index order; the CUDA backend
+// (greedy_cuda.cu) runs rounds until none is left; torch.ops.pointmetrics_testing.
+// greedy_radius_keep_portable (csrc/testing.cpp) runs the CUDA schedule on the CPU.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -18,13 +19,16 @@
 
 namespace pm {
 
-// The points' grid, built with ATen ops on the points' device: the host plan both backends share.
+// The points bucketed by cell, built with ATen ops on the points' device. A slot is a position in
+// cell order: slots are sorted by (cell key, point index), so a cell's slots are contiguous and in
+// index order, and the cells of one grid row (x, y fixed, z consecutive) have consecutive keys.
 struct RadiusGrid {
-  at::Tensor cell;       // (N, 3) int64 cell coordinates of each point
-  at::Tensor order;      // (N,) point indices sorted by cell key, then index
-  at::Tensor keys;       // (C,) sorted distinct cell keys
-  at::Tensor start;      // (C + 1,) range of each cell in `order`
-  int64_t dims[3];       // cells per axis
+  at::Tensor points;    // (N, 3) the points in slot order, in the input dtype
+  at::Tensor index;     // (N,) int64 point index of each slot
+  at::Tensor slot_key;  // (N,) int64 cell key of each slot
+  at::Tensor keys;      // (C,) sorted distinct cell keys
+  at::Tensor start;     // (C + 1,) slot range of each cell
+  int64_t dims[3];      // cells per axis
 };
 
 // Checks the arguments and buckets the points; cells one radius wide.
@@ -40,23 +44,22 @@ inline RadiusGrid build_radius_grid(const at::Tensor& points, double radius) {
   const double cells = static_cast<double>(e[0]) * static_cast<double>(e[1]) * static_cast<double>(e[2]);
   TORCH_CHECK(cells < 4e18, "greedy_radius_keep: the radius is too small for the points' extent");
   for (int a = 0; a < 3; ++a) g.dims[a] = e[a];
-  g.cell = ((p - lo) / radius).floor().to(at::kLong).clamp_min(0);
-  for (int a = 0; a < 3; ++a) g.cell.select(1, a).clamp_max_(g.dims[a] - 1);
-  const at::Tensor key = (g.cell.select(1, 0) * g.dims[1] + g.cell.select(1, 1)) * g.dims[2] + g.cell.select(1, 2);
+  at::Tensor cell = ((p - lo) / radius).floor().to(at::kLong).clamp_min_(0);
+  for (int a = 0; a < 3; ++a) cell.select(1, a).clamp_max_(g.dims[a] - 1);
+  const at::Tensor key = (cell.select(1, 0) * g.dims[1] + cell.select(1, 1)) * g.dims[2] + cell.select(1, 2);
   // Sorted by (key, index): a stable sort keeps the index order within each cell.
   const auto sorted = key.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false);
-  g.order = std::get<1>(sorted);
-  const auto unique = at::unique_consecutive(std::get<0>(sorted), /*return_inverse=*/false, /*return_counts=*/true);
+  g.slot_key = std::get<0>(sorted);
+  g.index = std::get<1>(sorted);
+  const auto unique = at::unique_consecutive(g.slot_key, /*return_inverse=*/false, /*return_counts=*/true);
   g.keys = std::get<0>(unique);
   g.start = at::cat({at::zeros({1}, key.options()), std::get<2>(unique).cumsum(0)});
+  g.points = points.index_select(0, g.index);
   return g;
 }
 
-// Key of cell (x, y, z); the caller keeps coordinates within dims.
-PM_HD int64_t cell_key(int64_t x, int64_t y, int64_t z, const int64_t* dims) { return (x * dims[1] + y) * dims[2] + z; }
-
-// Index of `key` among the sorted distinct keys, or -1.
-PM_HD int64_t find_cell(const int64_t* keys, int64_t count, int64_t key) {
+// First position in the sorted `keys` whose key is >= `key` (count if none).
+PM_HD int64_t first_key_at_least(const int64_t* keys, int64_t count, int64_t key) {
   int64_t lo = 0, hi = count;
   while (lo < hi) {
     const int64_t mid = (lo + hi) / 2;
@@ -66,22 +69,26 @@ PM_HD int64_t find_cell(const int64_t* keys, int64_t count, int64_t key) {
       hi = mid;
     }
   }
-  return lo < count && keys[lo] == key ? lo : -1;
+  return lo;
 }
 
-// The grid's arrays as raw pointers (on the grid's device), for the per-point step below.
+// The grid's arrays as raw pointers (on the grid's device), for the per-slot step below.
+template <typename scalar_t>
 struct RadiusGridView {
-  const int64_t* cell;
-  const int64_t* order;
+  const scalar_t* points;
+  const int64_t* index;
+  const int64_t* slot_key;
   const int64_t* keys;
   const int64_t* start;
   int64_t count;
   int64_t dims[3];
 };
 
-inline RadiusGridView grid_view(const RadiusGrid& g) {
-  return RadiusGridView{g.cell.data_ptr<int64_t>(), g.order.data_ptr<int64_t>(), g.keys.data_ptr<int64_t>(),
-                        g.start.data_ptr<int64_t>(), g.keys.numel(), {g.dims[0], g.dims[1], g.dims[2]}};
+template <typename scalar_t>
+RadiusGridView<scalar_t> grid_view(const RadiusGrid& g) {
+  return RadiusGridView<scalar_t>{g.points.data_ptr<scalar_t>(), g.index.data_ptr<int64_t>(),
+                                  g.slot_key.data_ptr<int64_t>(), g.keys.data_ptr<int64_t>(),
+                                  g.start.data_ptr<int64_t>(), g.keys.numel(), {g.dims[0], g.dims[1], g.dims[2]}};
 }
 
 template <typename scalar_t>
@@ -94,32 +101,52 @@ PM_HD bool within(const scalar_t* a, const scalar_t* b, double r2) {
   return acc <= r2;
 }
 
-// A point's state in the parallel rounds. Kept and removed are final.
+// A point's state in the rounds, stored by slot. Kept and removed are final.
 constexpr int8_t kUndecided = 0, kKept = 1, kRemoved = 2;
 
-// One round's step for undecided point i, reading the other points' states: removed as soon as an
-// earlier point within the radius is kept; still undecided while such a point is undecided; kept
-// once every one is removed. The rule is the sequential one read backwards (i is kept exactly when
-// no earlier kept point is within the radius), and a decision reads only final states of earlier
-// points, so the rounds give the sequential mask whichever states a round happens to see: the
-// states written earlier in the same round (CUDA threads, State = volatile int8_t*) or only
-// those of the rounds before (the portable driver, State = const int8_t*). Every round decides
-// at least the lowest undecided point, whose earlier neighbours are all decided.
-template <typename scalar_t, typename State>
-PM_HD int8_t greedy_round_step(const scalar_t* p, int64_t i, const RadiusGridView& g, double r2, State state) {
-  const int64_t* c = g.cell + 3 * i;
+// Finds each grid row's first cell by binary search (CUDA threads, the portable driver).
+struct SearchRows {
+  PM_HD int64_t operator()(const int64_t* keys, int64_t count, int /*row*/, int64_t key) const {
+    return first_key_at_least(keys, count, key);
+  }
+};
+
+// One round's step for the undecided point in slot s, reading the other slots' states: removed as
+// soon as an earlier point within the radius is kept; still undecided while such a point is
+// undecided; kept once every one is removed. The rule is the sequential one read backwards (a
+// point is kept exactly when no earlier kept point is within the radius), and a decision reads
+// only final states of earlier points, so the rounds give the sequential mask whichever states a
+// round happens to see: states written earlier in the same round (CUDA threads, CPU threads) or
+// only those of the rounds before (the portable driver). Every round decides at least the lowest
+// undecided point, whose earlier neighbours are all decided. A step that reads only final states
+// (every earlier point decided) never returns kUndecided.
+//
+// The 27 neighbouring cells are read as 9 grid rows: cells (x + dx, y + dy, z - 1 .. z + 1) have
+// consecutive keys, and find_first(keys, count, row, key) gives the first cell of row 0..8 whose
+// key is >= key (SearchRows, or the CPU's cursors, which exploit that the keys asked for a row only
+// grow as slots are visited in cell order).
+template <typename scalar_t, typename State, typename FindFirst>
+PM_HD int8_t greedy_round_step(const RadiusGridView<scalar_t>& g, int64_t s, double r2, State state,
+                               FindFirst&& find_first) {
+  const int64_t i = g.index[s];
+  const scalar_t* q = g.points + 3 * s;
+  const int64_t key = g.slot_key[s];
+  const int64_t z = key % g.dims[2], y = (key / g.dims[2]) % g.dims[1], x = key / g.dims[2] / g.dims[1];
+  const int64_t below = z > 0 ? 1 : 0, above = z + 1 < g.dims[2] ? 1 : 0;
   bool pending = false;
-  for (int64_t x = max_val<int64_t>(c[0] - 1, 0); x <= min_val<int64_t>(c[0] + 1, g.dims[0] - 1); ++x) {
-    for (int64_t y = max_val<int64_t>(c[1] - 1, 0); y <= min_val<int64_t>(c[1] + 1, g.dims[1] - 1); ++y) {
-      for (int64_t z = max_val<int64_t>(c[2] - 1, 0); z <= min_val<int64_t>(c[2] + 1, g.dims[2] - 1); ++z) {
-        const int64_t k = find_cell(g.keys, g.count, cell_key(x, y, z, g.dims));
-        if (k < 0) continue;
-        for (int64_t s = g.start[k]; s < g.start[k + 1]; ++s) {
-          const int64_t j = g.order[s];
-          if (j >= i || !within(p + 3 * i, p + 3 * j, r2)) continue;
-          const int8_t sj = state[j];
-          if (sj == kKept) return kRemoved;
-          if (sj == kUndecided) pending = true;
+  for (int dx = -1; dx <= 1; ++dx) {
+    if (x + dx < 0 || x + dx >= g.dims[0]) continue;
+    for (int dy = -1; dy <= 1; ++dy) {
+      if (y + dy < 0 || y + dy >= g.dims[1]) continue;
+      const int64_t middle = key + (dx * g.dims[1] + dy) * g.dims[2];
+      const int row = 3 * (dx + 1) + dy + 1;
+      for (int64_t c = find_first(g.keys, g.count, row, middle - below); c < g.count && g.keys[c] <= middle + above;
+           ++c) {
+        for (int64_t t = g.start[c]; t < g.start[c + 1] && g.index[t] < i; ++t) {
+          if (!within(q, g.points + 3 * t, r2)) continue;
+          const int8_t other = state[t];
+          if (other == kKept) return kRemoved;
+          if (other == kUndecided) pending = true;
         }
       }
     }

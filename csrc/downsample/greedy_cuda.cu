@@ -1,9 +1,9 @@
 // CUDA greedy radius reduction. The sequential rule "kept unless an earlier kept point is within
-// the radius" is evaluated in parallel rounds: an undecided point becomes removed as soon as an
-// earlier neighbour is kept, and kept once every earlier neighbour is removed. Decisions are
-// final and each depends only on earlier points' final decisions, so the result is exactly the
-// sequential one, whatever the thread timing. Rounds continue until no point is undecided (a
-// shuffled order, as DTU's protocol uses, needs few). The per-point step is greedy.h's
+// the radius" is evaluated in parallel rounds, one thread per slot (cell order): an undecided point
+// becomes removed as soon as an earlier neighbour is kept, and kept once every earlier neighbour is
+// removed. Decisions are final and each depends only on earlier points' final decisions, so the
+// result is exactly the sequential one, whatever the thread timing. Rounds continue until no point
+// is undecided (a shuffled order, as DTU's protocol uses, needs few). The per-slot step is greedy.h's
 // greedy_round_step, which the portable driver (csrc/testing.cpp) runs on the CPU.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
@@ -18,16 +18,15 @@ namespace pm {
 namespace {
 
 template <typename scalar_t>
-__global__ void greedy_round(const scalar_t* __restrict__ p, int64_t n, RadiusGridView g, double r2, int8_t* status,
-                             int* undecided) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n || status[i] != kUndecided) return;
+__global__ void greedy_round(RadiusGridView<scalar_t> g, int64_t n, double r2, int8_t* status, int* undecided) {
+  const int64_t s = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (s >= n || status[s] != kUndecided) return;
   volatile int8_t* state = status;  // other threads finalise points while this one reads
-  const int8_t decision = greedy_round_step(p, i, g, r2, state);
+  const int8_t decision = greedy_round_step(g, s, r2, state, SearchRows{});
   if (decision == kUndecided) {
     atomicAdd(undecided, 1);
   } else {
-    state[i] = decision;
+    state[s] = decision;
   }
 }
 
@@ -39,22 +38,22 @@ at::Tensor greedy_radius_keep_cuda(const at::Tensor& points_in, double radius) {
   const int64_t n = points.size(0);
   if (n == 0) return at::ones({0}, points.options().dtype(at::kBool));
   const RadiusGrid g = build_radius_grid(points, radius);
-  const RadiusGridView view = grid_view(g);
   at::Tensor status = at::zeros({n}, points.options().dtype(at::kChar));
   at::Tensor undecided = at::zeros({1}, points.options().dtype(at::kInt));
   const int threads = 256;
   const int64_t blocks = (n + threads - 1) / threads;
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "greedy_radius_keep_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, points.scalar_type(), "greedy_radius_keep_cuda", [&] {
+    const RadiusGridView<scalar_t> view = grid_view<scalar_t>(g);
     while (true) {
       undecided.zero_();
-      greedy_round<scalar_t><<<blocks, threads, 0, stream>>>(points.data_ptr<scalar_t>(), n, view, radius * radius,
-                                                             status.data_ptr<int8_t>(), undecided.data_ptr<int>());
+      greedy_round<scalar_t><<<blocks, threads, 0, stream>>>(view, n, radius * radius, status.data_ptr<int8_t>(),
+                                                             undecided.data_ptr<int>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       if (undecided.item<int>() == 0) break;
     }
   });
-  return status == kKept;
+  return at::empty({n}, status.options().dtype(at::kBool)).index_copy_(0, g.index, status == kKept);
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CUDA, m) { m.impl("greedy_radius_keep", &greedy_radius_keep_cuda); }

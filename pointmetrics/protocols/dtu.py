@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -45,7 +46,8 @@ _RED, _GREEN, _BLUE, _WHITE = (np.array([c], dtype=np.float64) for c in ([1, 0, 
 class DTUResult:
     """accuracy (mean_d2s), completeness (mean_s2d), overall: millimetres. counts: the size of
     each intermediate set. files: the visualisation PLYs written, if any. card: how the numbers
-    were computed (:class:`~pointmetrics.protocols.card.MetricCard`)."""
+    were computed (:class:`~pointmetrics.protocols.card.MetricCard`). seconds: wall time of each
+    stage ("read and sample data", "shuffle", "downsample", ...)."""
 
     scan: int
     accuracy: float
@@ -54,13 +56,14 @@ class DTUResult:
     counts: dict = field(default_factory=dict)
     files: list = field(default_factory=list)
     card: MetricCard | None = None
+    seconds: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        """The result as a JSON-ready dict: scan, accuracy, completeness, overall (mm), counts, files
-        and card (None when the result was built without one)."""
+        """The result as a JSON-ready dict: scan, accuracy, completeness, overall (mm), counts, files,
+        card (None when the result was built without one) and seconds."""
         return {"scan": self.scan, "accuracy": self.accuracy, "completeness": self.completeness,
                 "overall": self.overall, "counts": self.counts, "files": self.files,
-                "card": None if self.card is None else self.card.as_dict()}
+                "card": None if self.card is None else self.card.as_dict(), "seconds": self.seconds}
 
 
 def dtu_card(scan: int, data, paths: dict, mode: str, seed: int | None, downsample_density: float,
@@ -117,18 +120,25 @@ def greedy_radius_downsample(points: torch.Tensor, radius: float) -> torch.Tenso
 
 
 class _Stages:
-    """One progress bar over the protocol's stages (tqdm when installed and wanted)."""
+    """One progress bar over the protocol's stages (tqdm when installed and wanted), and each
+    stage's wall time in ``seconds`` (stage name -> seconds)."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.bar = None
+        self.seconds: dict[str, float] = {}
+        self.current, self.started = None, time.perf_counter()
         if enabled:
             with contextlib.suppress(ImportError):
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=total, file=sys.stderr, leave=False)
 
-    def __call__(self, description: str) -> None:
-        if self.bar is not None:
+    def __call__(self, description: str | None) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.seconds[self.current] = round(now - self.started, 4)
+        self.current, self.started = description, now
+        if description is not None and self.bar is not None:
             if self.bar.n or self.bar.desc:
                 self.bar.update(1)
             self.bar.set_description(description)
@@ -235,13 +245,13 @@ def dtu_eval(
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: DTU file not found (is dataset_dir the DTU root?)")
     device = torch.device(device)
-    stage = _Stages(8, progress)
+    stage = _Stages(8 if vis_dir is None else 9, progress)
     try:
         stage("read and sample data")
         data_pcd = _input_points(data, mode, downsample_density, remove_unreferenced)
         stage("shuffle")
         if seed is not None:
-            np.random.default_rng(seed).shuffle(data_pcd, axis=0)
+            data_pcd = _shuffled(data_pcd, seed)
         stage("downsample")
         keep = greedy_radius_downsample(torch.from_numpy(data_pcd).to(device), downsample_density).cpu().numpy()
         data_down = data_pcd[keep]
@@ -282,6 +292,7 @@ def dtu_eval(
         # The sample counts belong to the card too: they say how much the numbers rest on.
         result.card.parameters["counts"] = result.counts
         if vis_dir is not None:
+            stage("write visualisation")
             os.makedirs(vis_dir, exist_ok=True)
             members = np.where(inbound)[0][grid_inbound][in_obs]
             d2s_path = os.path.join(vis_dir, f"vis_{scan:03}_d2s.ply")
@@ -290,9 +301,21 @@ def dtu_eval(
             _save_colours(d2s_path, data_down, _colours(len(data_down), members, dist_d2s, **ramp))
             _save_colours(s2d_path, stl, _colours(len(stl), np.where(above)[0], dist_s2d, **ramp))
             result.files = [d2s_path, s2d_path]
+        stage(None)
+        result.seconds = stage.seconds
         return result
     finally:
         stage.close()
+
+
+def _shuffled(points: np.ndarray, seed: int) -> np.ndarray:
+    """The rows in the order ``np.random.default_rng(seed).shuffle(points, axis=0)`` leaves them.
+
+    ``permutation(n)`` shuffles ``arange(n)`` with the same draws as the in-place row shuffle (one
+    bounded integer per position, from the last down), so gathering by it gives the identical order
+    (tested) in a tenth of the time: the in-place shuffle swaps 24-byte rows through a buffer."""
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(points)))
+    return torch.from_numpy(points).index_select(0, order).numpy()
 
 
 def _mean_below(dist: np.ndarray, max_dist: float, name: str) -> float:
