@@ -7,8 +7,10 @@
 //   closest_triangle_portable   mesh_tree.h's binary closest-triangle search, the CUDA kernel's, vs
 //                               the CPU's four-wide one (wide_tree.h) (tests/test_mesh_portable.py)
 //   greedy_radius_keep_portable greedy.h's greedy_round_step in rounds, the CUDA kernel's, vs the
-//                               CPU's sequential pass (tests/test_dtu.py)
-// winding_number has no driver: both backends run mesh_tree.h's winding_number, the same traversal.
+//                               CPU's rounds and index-order finish (tests/test_dtu.py)
+//   winding_number_portable     mesh_tree.h's winding_number one query at a time, the CUDA kernel's,
+//                               vs the CPU's eight-query version (winding_lanes.h): the same bits
+//                               (tests/test_mesh_portable.py)
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -162,6 +164,39 @@ std::tuple<at::Tensor, at::Tensor> greedy_radius_keep_portable(const at::Tensor&
   return {keep, at::scalar_tensor(rounds, at::kLong)};
 }
 
+// The winding_number op as the CUDA kernel computes it: mesh_tree.h's winding_number, one query at
+// a time (mesh_cuda.cu's winding_kernel), on the CPU.
+at::Tensor winding_number_portable(const at::Tensor& points_in, const at::Tensor& point_lengths,
+                                   const at::Tensor& tris_in, const at::Tensor& face, const at::Tensor& lo,
+                                   const at::Tensor& hi, const at::Tensor& face_lengths, const at::Tensor& centre,
+                                   const at::Tensor& normal_sum, const at::Tensor& moment, const at::Tensor& radius,
+                                   double beta) {
+  check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
+  check_winding_args(lo, centre, normal_sum, moment, radius, beta);
+  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
+  const int64_t B = points.size(0), N = points.size(1), nodes = lo.size(1);
+  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "winding_number", "point_lengths");
+  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "winding_number", "face_lengths");
+  at::Tensor out = at::zeros({B, N}, points.options());
+  const at::Tensor c = centre.contiguous(), ns = normal_sum.contiguous(), mo = moment.contiguous(),
+                   r = radius.contiguous(), loc = lo.contiguous(), hic = hi.contiguous(), facec = face.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "winding_number_portable", [&] {
+    const scalar_t* q = points.data_ptr<scalar_t>();
+    scalar_t* w_out = out.data_ptr<scalar_t>();
+    at::parallel_for(0, B * N, 256, [&](int64_t i0, int64_t i1) {
+      for (int64_t flat = i0; flat < i1; ++flat) {
+        const int64_t b = flat / N;
+        if (flat % N >= pl[b]) continue;
+        const WindingMoments m{c.data_ptr<double>() + b * nodes * 3, ns.data_ptr<double>() + b * nodes * 3,
+                               mo.data_ptr<double>() + b * nodes * 9, r.data_ptr<double>() + b * nodes};
+        w_out[flat] = static_cast<scalar_t>(
+            winding_number(tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]), m, vec3(q + 3 * flat), beta));
+      }
+    });
+  });
+  return out;
+}
+
 // A layout constant that pointmetrics/_ops.py mirrors, by its C++ name (tests/test_constants.py).
 int64_t constant(c10::string_view name) {
   if (name == "kLeafSize") return kLeafSize;
@@ -179,6 +214,8 @@ TORCH_LIBRARY(pointmetrics_testing, m) {
         "Tensor hi, Tensor face_lengths, Tensor frames, Tensor slot_boxes, Tensor quads) -> (Tensor, Tensor, Tensor, "
         "Tensor)");
   m.def("greedy_radius_keep_portable(Tensor points, float radius) -> (Tensor, Tensor)");
+  m.def("winding_number_portable(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
+        "Tensor face_lengths, Tensor centre, Tensor normal_sum, Tensor moment, Tensor radius, float beta) -> Tensor");
   m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
 
@@ -187,6 +224,7 @@ TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {
   m.impl("knn_portable", &knn_portable);
   m.impl("closest_triangle_portable", &closest_triangle_portable);
   m.impl("greedy_radius_keep_portable", &greedy_radius_keep_portable);
+  m.impl("winding_number_portable", &winding_number_portable);
 }
 
 }  // namespace pm

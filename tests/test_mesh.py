@@ -242,7 +242,11 @@ def test_winding_number_of_a_cube():
     hull = trimesh.Trimesh(cube_v.numpy()).convex_hull
     v, f = torch.tensor(hull.vertices), torch.tensor(hull.faces)
     q = torch.tensor([[0.5, 0.5, 0.5], [0.1, 0.9, 0.2], [2.0, 0.5, 0.5], [-0.1, -0.1, -0.1]], dtype=torch.float64)
-    torch.testing.assert_close(pm.winding_number(q, v, f), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    want = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    # beta large enough that every triangle is summed exactly; the default beta = 2 takes the far
+    # field of triangles and nodes twice their radius away (Barill et al.): close, not exact
+    torch.testing.assert_close(pm.winding_number(q, v, f, beta=1e6), want)
+    torch.testing.assert_close(pm.winding_number(q, v, f), want, atol=5e-3, rtol=0)
     # flipped orientation gives -1 inside; signed distance is negative inside
     torch.testing.assert_close(pm.winding_number(q[:1], v, f[:, [0, 2, 1]]), torch.tensor([-1.0], dtype=torch.float64))
     sd = pm.signed_distance(q, v, f)
@@ -362,3 +366,31 @@ def test_closest_points_come_back_in_the_promoted_dtype():
     torch.testing.assert_close(got_sq, want_sq, rtol=1e-5, atol=0)
     assert pm.closest_points_on_mesh(q.float(), v.double(), f).points.dtype == torch.float64
     assert pm.closest_points_on_mesh(q, v.half(), f).points.dtype == torch.float16
+
+
+@pytest.mark.parametrize("name", ["armadillo.ply", "demosthenes.ply"])
+def test_winding_radius_holds_every_corner(name):
+    """The far-field criterion's radius must bound the distance from a node's centre to each corner of
+    its triangles (else the expansion is used too close), and is never looser than the box bound."""
+    from pointmetrics.mesh_tree import LEAF_SIZE
+
+    v, f = load(name)
+    bvh = pm.MeshBVH([v, v[:40]], [f, f[(f < 40).all(1)]])  # a padded batch: the second mesh is small
+    centre, _, _, radius = bvh.moments()
+    tree = bvh.tree
+    P = tree.leaves
+    for b in range(2):
+        corners = tree.tris[b].double().view(P, LEAF_SIZE * 3, 3)
+        real = (tree.face[b] >= 0).view(P, LEAF_SIZE).repeat_interleave(3, 1)
+        span = 1
+        for level_first in (P >> k for k in range(P.bit_length())):
+            nodes = torch.arange(level_first, 2 * level_first)
+            pts = corners.view(level_first, span * LEAF_SIZE * 3, 3)
+            ok = real.reshape(level_first, -1)
+            far = torch.where(ok, (pts - centre[b, nodes, None]).norm(dim=-1), 0.0).amax(1)
+            assert (far <= radius[b, nodes] * (1 + 1e-12)).all()
+            box = torch.maximum((tree.hi[b, nodes].double() - centre[b, nodes]).abs(),
+                                (tree.lo[b, nodes].double() - centre[b, nodes]).abs())
+            box_radius = torch.where(torch.isfinite(box).all(-1), box.norm(dim=-1), 0.0)
+            assert (radius[b, nodes] <= box_radius).all()
+            span *= 2

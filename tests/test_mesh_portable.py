@@ -15,7 +15,10 @@ searches, and the CPU op on the same query in different batches, can report diff
 device search reporting 157). The distances then differ by at most that much: both lie within
 (16 eps M)^2, M the largest coordinate magnitude, where such mismatches are allowed.
 
-winding_number has no portable driver: its CPU and CUDA ops both run mesh_tree.h's winding_number."""
+The winding number: the CPU op walks the tree for eight queries at once (winding_lanes.h), the CUDA
+kernel one query at a time (mesh_tree.h's winding_number, run here by a test-only op). Each lane
+adds the same terms in the same order with the same IEEE operations, so the two agree bit for bit
+(on x86-64 the CPU runs an AVX2 build of the lanes when the CPU has AVX2: the same bits again)."""
 
 import pytest
 import torch
@@ -176,3 +179,36 @@ def test_opcheck(gen):
     torch.library.opcheck(testing.closest_triangle_portable, args)
     with pytest.raises(RuntimeError, match="slot_boxes must be"):
         testing.closest_triangle_portable(*args[:8], args[8][:, 1:], args[9])
+
+
+def both_windings(bvh, points, lengths=None, beta=2.0):
+    pts = points.to(bvh.dtype).contiguous()
+    pl = torch.full((pts.shape[0],), pts.shape[1]) if lengths is None else lengths
+    t = bvh.tree
+    args = (pts, pl, t.tris, t.face, t.lo, t.hi, bvh.meshes.face_lengths, *bvh.moments(), beta)
+    return ops.winding_number(*args), testing.winding_number_portable(*args)
+
+
+@pytest.mark.parametrize("name", ["armadillo.ply", "demosthenes.ply", "bunny_res3.ply"])
+@pytest.mark.parametrize("beta", [0.5, 2.0, 6.0])
+def test_winding_lanes_equal_the_device_traversal(gen, name, beta):
+    mesh = io.load(DATA / name)
+    v, f = mesh.vertices.double(), mesh.faces
+    q = mesh_queries(gen, v, f, n=2000)
+    q = q[torch.randperm(len(q), generator=gen)]
+    cpu, portable = both_windings(pm.MeshBVH(v, f), q[None], beta=beta)
+    assert torch.equal(cpu, portable)
+    assert torch.isfinite(cpu).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_winding_lanes_on_padded_batches(gen, dtype):
+    """Groups of eight never mix batch elements; padding and empty meshes stay 0."""
+    meshes = [random_mesh(gen, dtype=dtype) for _ in range(3)]
+    bvh = pm.MeshBVH([m[0] for m in meshes] + [torch.zeros(0, 3, dtype=dtype)],
+                     [m[1] for m in meshes] + [torch.zeros(0, 3, dtype=torch.int64)])
+    q = torch.stack([mesh_queries(gen, *m, n=37)[:200] for m in meshes] + [torch.rand(200, 3, generator=gen)])
+    lengths = torch.tensor([200, 13, 0, 200])
+    cpu, portable = both_windings(bvh, q.to(dtype), lengths)
+    assert torch.equal(cpu, portable)
+    assert (cpu[1, 13:] == 0).all() and (cpu[2] == 0).all() and (cpu[3] == 0).all()

@@ -38,6 +38,16 @@ inline void check_mesh_tree_args(const at::Tensor& points, const at::Tensor& poi
   }
 }
 
+// Batch element b's tree, on the host (mesh_cpu.cpp and the portable drivers of ../testing.cpp).
+template <typename scalar_t>
+TriangleTreeView<scalar_t> tree_view(const at::Tensor& tris, const at::Tensor& face, const at::Tensor& lo,
+                                     const at::Tensor& hi, int64_t b, int64_t n) {
+  const int64_t S = tris.size(1), leaves = S / kLeafSize;
+  return TriangleTreeView<scalar_t>{tris.data_ptr<scalar_t>() + b * S * 9, face.data_ptr<int64_t>() + b * S,
+                                    lo.data_ptr<scalar_t>() + b * 2 * leaves * 3,
+                                    hi.data_ptr<scalar_t>() + b * 2 * leaves * 3, leaves, n};
+}
+
 // triangle_frames: tris (B, S, 3, 3) in tree order, frames for the first `faces` slots.
 inline void check_frames_args(const at::Tensor& tris, const at::Tensor& face_lengths, int64_t faces) {
   TORCH_CHECK(tris.dim() == 4 && tris.size(2) == 3 && tris.size(3) == 3 && at::isFloatingType(tris.scalar_type()),

@@ -13,20 +13,13 @@
 #include "spatial/point_tree_build.h"
 #include "mesh.h"
 #include "mesh_tree.h"
+#include "winding_lanes.h"
 #include "wide_tree.h"
 
 namespace pm {
 
 namespace {
 
-template <typename scalar_t>
-TriangleTreeView<scalar_t> tree_view(const at::Tensor& tris, const at::Tensor& face, const at::Tensor& lo,
-                                     const at::Tensor& hi, int64_t b, int64_t n) {
-  const int64_t S = tris.size(1), leaves = S / kLeafSize;
-  return TriangleTreeView<scalar_t>{tris.data_ptr<scalar_t>() + b * S * 9, face.data_ptr<int64_t>() + b * S,
-                                    lo.data_ptr<scalar_t>() + b * 2 * leaves * 3,
-                                    hi.data_ptr<scalar_t>() + b * 2 * leaves * 3, leaves, n};
-}
 
 // Queries in Morton order of each mesh's bounding box, for cache coherence.
 template <typename scalar_t>
@@ -147,12 +140,22 @@ at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& poi
     const scalar_t* q = points.data_ptr<scalar_t>();
     scalar_t* w_out = out.data_ptr<scalar_t>();
     at::parallel_for(0, static_cast<int64_t>(order.size()), 64, [&](int64_t p0, int64_t p1) {
-      for (int64_t pos = p0; pos < p1; ++pos) {
-        const int64_t flat = order[pos], b = flat / N;
+      // Runs of up to kLanes consecutive queries of one batch element (winding_lanes.h).
+      for (int64_t pos = p0; pos < p1;) {
+        const int64_t b = order[pos] / N;
+        int lanes = 0;
+        Vec3 p[kLanes];
+        while (lanes < kLanes && pos + lanes < p1 && order[pos + lanes] / N == b) {
+          p[lanes] = vec3(q + 3 * order[pos + lanes]);
+          ++lanes;
+        }
+        for (int l = lanes; l < kLanes; ++l) p[l] = p[0];  // idle lanes repeat a real query
         const WindingMoments m{c.data_ptr<double>() + b * nodes * 3, ns.data_ptr<double>() + b * nodes * 3,
                                mo.data_ptr<double>() + b * nodes * 9, r.data_ptr<double>() + b * nodes};
-        w_out[flat] = static_cast<scalar_t>(
-            winding_number(tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]), m, vec3(q + 3 * flat), beta));
+        double w[kLanes];
+        winding_number_lanes(tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]), m, p, lanes, beta, w);
+        for (int l = 0; l < lanes; ++l) w_out[order[pos + l]] = static_cast<scalar_t>(w[l]);
+        pos += lanes;
       }
     });
   });
