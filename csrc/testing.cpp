@@ -8,6 +8,8 @@
 //                               the CPU's four-wide one (wide_tree.h) (tests/test_mesh_portable.py)
 //   greedy_radius_keep_portable greedy.h's greedy_round_step in rounds, the CUDA kernel's, vs the
 //                               CPU's rounds and index-order finish (tests/test_dtu.py)
+//   brute_nearest               every pair's squared distance (core/common.h's point_distance), for
+//                               scripts/bench_nn.py's measured distance-evaluation rate
 //   winding_number_portable     mesh_tree.h's winding_number one query at a time, the CUDA kernel's,
 //                               vs the CPU's eight-query version (winding_lanes.h): the same bits
 //                               (tests/test_mesh_portable.py)
@@ -197,6 +199,31 @@ at::Tensor winding_number_portable(const at::Tensor& points_in, const at::Tensor
   return out;
 }
 
+// The squared distance from each x to its nearest y by trying every y: N * M evaluations of the
+// arithmetic every search runs per candidate. scripts/bench_nn.py times it for the machine's
+// distance-evaluation rate, one term of its estimate of the fastest possible search.
+at::Tensor brute_nearest(const at::Tensor& x_in, const at::Tensor& y_in) {
+  TORCH_CHECK(x_in.dim() == 2 && y_in.dim() == 2 && x_in.size(1) == 3 && y_in.size(1) == 3 &&
+                  x_in.scalar_type() == at::kFloat && y_in.scalar_type() == at::kFloat,
+              "brute_nearest: x and y must be (N, 3) and (M, 3) float32");
+  const at::Tensor x = x_in.contiguous(), y = y_in.contiguous();
+  const int64_t N = x.size(0), M = y.size(0);
+  at::Tensor out = at::full({N}, std::numeric_limits<float>::infinity(), x.options());
+  const float *xp = x.data_ptr<float>(), *yp = y.data_ptr<float>();
+  float* best = out.data_ptr<float>();
+  at::parallel_for(0, N, 16, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float b = best[i];
+      for (int64_t j = 0; j < M; ++j) {
+        const float d = point_distance<2>(xp + 3 * i, yp + 3 * j, 3);
+        b = d < b ? d : b;
+      }
+      best[i] = b;
+    }
+  });
+  return out;
+}
+
 // A layout constant that pointmetrics/_ops.py mirrors, by its C++ name (tests/test_constants.py).
 int64_t constant(c10::string_view name) {
   if (name == "kLeafSize") return kLeafSize;
@@ -216,6 +243,7 @@ TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("greedy_radius_keep_portable(Tensor points, float radius) -> (Tensor, Tensor)");
   m.def("winding_number_portable(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
         "Tensor face_lengths, Tensor centre, Tensor normal_sum, Tensor moment, Tensor radius, float beta) -> Tensor");
+  m.def("brute_nearest(Tensor x, Tensor y) -> Tensor");
   m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
 
@@ -225,6 +253,7 @@ TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {
   m.impl("closest_triangle_portable", &closest_triangle_portable);
   m.impl("greedy_radius_keep_portable", &greedy_radius_keep_portable);
   m.impl("winding_number_portable", &winding_number_portable);
+  m.impl("brute_nearest", &brute_nearest);
 }
 
 }  // namespace pm

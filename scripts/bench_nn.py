@@ -33,8 +33,6 @@ from pointmetrics.mesh import sample_points_on_mesh  # noqa: E402
 DATA = os.path.join(os.path.dirname(__file__), "..", "examples", "data")
 
 
-
-
 def clouds(kind: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     if kind == "uniform":
@@ -220,6 +218,80 @@ def hard_table(n: int) -> list[str]:
     return lines
 
 
+def copy_bandwidth() -> float:
+    """Bytes per second that a parallel copy of 256 MB reads plus writes (best of 5)."""
+    src = torch.ones(64 * 2**20)
+    dst = torch.empty_like(src)
+    return 2 * src.numel() * 4 / best_time(lambda: dst.copy_(src), 5)
+
+
+def distance_rate() -> float:
+    """Exact squared distances per second on all threads (pointmetrics_testing.brute_nearest: the
+    arithmetic a search runs per candidate, without any search around it)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2000, 3, generator=g), torch.rand(200_000, 3, generator=g)
+    brute = torch.ops.pointmetrics_testing.brute_nearest
+    brute(x[:16], y)
+    return len(x) * len(y) / best_time(lambda: brute(x, y), 3)
+
+
+def unavoidable_candidates(x: np.ndarray, y: np.ndarray, nn: np.ndarray, sample: int = 20_000) -> float:
+    """Mean number of y points a grid search must compare with a query x: the points in the grid
+    cells that meet the ball around x reaching its nearest neighbour (any of them could be nearer,
+    so no correct grid search skips them), for the best cell size (several are tried)."""
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(x), min(sample, len(x)), replace=False)
+    q, r = x[pick].astype(np.float64), nn[pick].astype(np.float64)
+    lo = y.min(0).astype(np.float64)
+    extent = float((y.max(0) - lo).max())
+    best = float("inf")
+    for per_cell in (0.5, 1.0, 2.0, 4.0, 8.0):
+        side = extent * (per_cell / len(y)) ** (1 / 3)
+        cell = np.floor((y - lo) / side).astype(np.int64)
+        dims = cell.max(0) + 1
+        counts = np.bincount(np.ravel_multi_index(cell.T, dims))
+        total = 0
+        first = np.floor((q - r[:, None] - lo) / side).astype(np.int64).clip(0, dims - 1)
+        last = np.floor((q + r[:, None] - lo) / side).astype(np.int64).clip(0, dims - 1)
+        for k in range(len(q)):
+            ranges = [np.arange(first[k, a], last[k, a] + 1) for a in range(3)]
+            cells = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3)
+            gap = np.maximum(0, np.maximum(lo + cells * side - q[k], q[k] - (lo + (cells + 1) * side)))
+            meets = (gap * gap).sum(1) <= r[k] * r[k]
+            flat = np.ravel_multi_index(cells[meets].T, dims)
+            total += counts[flat[flat < len(counts)]].sum()
+        best = min(best, total / len(q))
+    return best
+
+
+def limit_table(n: int) -> list[str]:
+    """How far our Chamfer forward is from this machine's limit for it: the larger of the time to
+    read both clouds and write the four outputs once (at the measured copy bandwidth) and the time
+    to evaluate the unavoidable candidates (at the measured distance rate)."""
+    bandwidth, rate = copy_bandwidth(), distance_rate()
+    lines = [f"Copy bandwidth {bandwidth / 1e9:.1f} GB/s (read + write); exact distance evaluations "
+             f"{rate / 1e9:.2f} G/s on {THREADS} threads.", "",
+             "| cloud (N = M) | pointmetrics fwd | read inputs, write outputs | unavoidable candidates per query "
+             "| their distances | limit | pointmetrics / limit |", "|---" * 7 + "|"]
+    for kind in ("uniform", "surface"):
+        x, y = clouds(kind, n, seed=n)
+        forward, _ = ours(x, y)
+        forward()
+        t_ours = best_time(forward, 3)
+        moved = (2 * 2 * n * 12) + 2 * n * (4 + 8)  # each direction reads both clouds; dists + int64 indices
+        t_io = moved / bandwidth
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        d_xy = pm.knn_points(tx, ty, K=1).dists[:, 0].sqrt().numpy()
+        d_yx = pm.knn_points(ty, tx, K=1).dists[:, 0].sqrt().numpy()
+        candidates = (unavoidable_candidates(x, y, d_xy) + unavoidable_candidates(y, x, d_yx)) / 2
+        t_dist = 2 * n * candidates / rate
+        limit = max(t_io, t_dist)
+        lines.append(f"| {kind} ({n:.0e}) | {t_ours:.4f}s | {t_io:.4f}s | {candidates:.1f} | {t_dist:.4f}s | "
+                     f"{limit:.4f}s | **{t_ours / limit:.1f}x** |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def gpu_table(repeat) -> list[str]:
     dev = torch.device("cuda")
 
@@ -289,6 +361,7 @@ def main() -> None:
         lines += ["## CPU", ""] + cpu_table(args.sizes, args.repeat)
         if not args.no_hard:
             lines += ["", "### Distributions that defeat a plain grid", ""] + hard_table(max(args.sizes))
+        lines += ["", "### Distance to this machine's limit", ""] + limit_table(max(args.sizes))
     if torch.cuda.is_available():
         lines += ["", f"## GPU: {torch.cuda.get_device_name()}", ""] + gpu_table(max(args.repeat, 10))
     if args.out:

@@ -10,6 +10,7 @@
 
 #include "core/lengths.h"
 #include "core/morton.h"
+#include "core/simd.h"
 #include "spatial/point_tree_build.h"
 #include "mesh.h"
 #include "mesh_tree.h"
@@ -19,7 +20,6 @@
 namespace pm {
 
 namespace {
-
 
 // Queries in Morton order of each mesh's bounding box, for cache coherence.
 template <typename scalar_t>
@@ -63,6 +63,34 @@ at::Tensor triangle_frames_cpu(const at::Tensor& tris_in, const at::Tensor& face
   return frames;
 }
 
+// Queries order[p0..p1) of one thread, each warm-started from the previous one's leaf. Built for
+// AVX2 and the baseline (core/simd.h).
+template <typename scalar_t>
+PM_WIDE_CLONES void closest_run(const WideTreeView<scalar_t>* views, const int64_t* order, int64_t p0, int64_t p1,
+                                int64_t N, const scalar_t* q, scalar_t* d_out, int64_t* f_out, scalar_t* w_out,
+                                scalar_t* c_out) {
+  int64_t prev_b = -1, prev_slot = -1;
+  for (int64_t pos = p0; pos < p1; ++pos) {
+    const int64_t flat = order[pos], b = flat / N;
+    if (pos + 16 < p1) {  // the queries and outputs of a later query: Morton order scatters them in memory
+      const int64_t ahead = order[pos + 16];
+      __builtin_prefetch(q + 3 * ahead);
+      __builtin_prefetch(d_out + ahead, 1);
+      __builtin_prefetch(f_out + ahead, 1);
+      __builtin_prefetch(w_out + 3 * ahead, 1);
+      __builtin_prefetch(c_out + 3 * ahead, 1);
+    }
+    ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
+    // Warm start: begin at the leaf of the previous query's triangle, usually the answer's.
+    const int64_t start_leaf = b == prev_b && prev_slot >= 0 ? prev_slot / kLeafSize : -1;
+    wide_closest_triangle(views[b], vec3(q + 3 * flat), best, start_leaf);
+    if (best.face < 0) continue;
+    write_closest(views[b].tree, best, flat, d_out, f_out, w_out, c_out);
+    prev_b = b;
+    prev_slot = best.slot;
+  }
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(
     const at::Tensor& points_in, const at::Tensor& point_lengths, const at::Tensor& tris_in, const at::Tensor& face,
     const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& face_lengths, const at::Tensor& frames_in,
@@ -96,26 +124,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_cpu(
     scalar_t* w_out = bary.data_ptr<scalar_t>();
     scalar_t* c_out = closest.data_ptr<scalar_t>();
     at::parallel_for(0, static_cast<int64_t>(order.size()), 1024, [&](int64_t p0, int64_t p1) {
-      int64_t prev_b = -1, prev_slot = -1;
-      for (int64_t pos = p0; pos < p1; ++pos) {
-        const int64_t flat = order[pos], b = flat / N;
-        if (pos + 16 < p1) {  // the queries and outputs of a later query: Morton order scatters them in memory
-          const int64_t ahead = order[pos + 16];
-          __builtin_prefetch(q + 3 * ahead);
-          __builtin_prefetch(d_out + ahead, 1);
-          __builtin_prefetch(f_out + ahead, 1);
-          __builtin_prefetch(w_out + 3 * ahead, 1);
-          __builtin_prefetch(c_out + 3 * ahead, 1);
-        }
-        ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
-        // Warm start: begin at the leaf of the previous query's triangle, usually the answer's.
-        const int64_t start_leaf = b == prev_b && prev_slot >= 0 ? prev_slot / kLeafSize : -1;
-        wide_closest_triangle(views[b], vec3(q + 3 * flat), best, start_leaf);
-        if (best.face < 0) continue;
-        write_closest(views[b].tree, best, flat, d_out, f_out, w_out, c_out);
-        prev_b = b;
-        prev_slot = best.slot;
-      }
+      closest_run(views.data(), order.data(), p0, p1, N, q, d_out, f_out, w_out, c_out);
     });
   });
   return {dist2, out_face, bary, closest};

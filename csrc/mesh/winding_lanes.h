@@ -14,20 +14,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/simd.h"
 #include "mesh_tree.h"
 
 namespace pm {
 
 constexpr int kLanes = 8;  // 4 and 16 were slower (scripts/bench_mesh.py, 2 cores)
-
-// On x86-64 Linux with GCC, the traversal is compiled twice, for AVX2 (four doubles per vector
-// instruction) and for the baseline (two), and the loader picks the one the CPU runs. AVX2
-// without FMA, and -ffp-contract=off: the same IEEE operations, so the same bits, on either.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
-#define PM_WIDE_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define PM_WIDE_CLONES
-#endif
 
 // kLanes doubles in one GCC/Clang vector (SSE/AVX on x86-64, NEON on ARM). Element-wise IEEE
 // arithmetic, not contracted (-ffp-contract=off): each lane rounds as the scalar code does.
@@ -119,6 +111,7 @@ PM_HOT void winding_visit_lanes(const TriangleTreeView<scalar_t>& t, const Windi
   }
 }
 
+// PM_WIDE_CLONES (core/simd.h): an AVX2 build of the traversal, four doubles per instruction.
 template <typename scalar_t>
 PM_WIDE_CLONES void winding_number_lanes(const TriangleTreeView<scalar_t>& t, const WindingMoments& m, const Vec3* p,
                                  int lanes, double beta, double* w) {
