@@ -236,3 +236,37 @@ def test_torch_compile(gen):
     y = torch.rand(2, 48, 3, generator=gen)
     compiled = torch.compile(lambda a, b: pm.knn_points(a, b, K=2).dists.sum(), backend="aot_eager")
     torch.testing.assert_close(compiled(x, y), pm.knn_points(x, y, K=2).dists.sum())
+
+
+def float32_nearest(x, y, norm):
+    """Brute-force K=1 in float32 with the kernels' arithmetic (differences, then the three terms
+    added left to right, each operation rounded to float32), ties to the smallest index."""
+    diff = x[:, None, :] - y[None, :, :]
+    terms = diff * diff if norm == 2 else diff.abs()
+    d = (terms[..., 0] + terms[..., 1]) + terms[..., 2]
+    return d.min(1).values, d.argmin(1)
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_float32_warm_starts_keep_the_exact_nearest(gen, norm, offset):
+    """Each query's search is bounded by the previous query's neighbour (triangle inequality, with
+    slack for float32 rounding): near-duplicates, exact ties and large offsets, where float32 rounds
+    coarsely, must still give the brute-force float32 answer."""
+    y = torch.rand(3000, 3, generator=gen, dtype=torch.float64)
+    y[1000:1100] = y[:100]  # exact duplicates: ties to the smaller index
+    x = torch.cat([y[:1500] + 1e-6 * torch.randn(1500, 3, generator=gen, dtype=torch.float64),
+                   torch.rand(2500, 3, generator=gen, dtype=torch.float64)])
+    x, y = (x + offset).float(), (y + offset).float()
+    got = pm.knn_points(x, y, K=1, norm=norm)
+    want_d, want_i = float32_nearest(x, y, norm)
+    assert torch.equal(got.idx[:, 0], want_i)
+    assert torch.equal(got.dists[:, 0], want_d)
+
+
+def test_brute_nearest_bench_helper(gen):
+    """scripts/bench_nn.py's distance-rate helper computes what it claims (else its rate means nothing)."""
+    x, y = torch.rand(50, 3, generator=gen), torch.rand(700, 3, generator=gen)
+    assert torch.equal(testing.brute_nearest(x, y), float32_nearest(x, y, 2)[0])
+    with pytest.raises(RuntimeError, match="float32"):
+        testing.brute_nearest(x.double(), y)
