@@ -54,7 +54,9 @@ def build_tree(meshes: Meshes) -> MeshTree:
             tris = torch.zeros(tris.shape[0], 1, 3, 3, dtype=dtype, device=tris.device)
         order = ops.kd_order(tris.mean(2).contiguous(), meshes.face_lengths)  # (B, S)
         valid = order >= 0
-        gathered = tris.gather(1, order.clamp(min=0)[:, :, None, None].expand(-1, -1, 3, 3))
+        B, F = tris.shape[:2]
+        flat = (order.clamp(min=0) + F * torch.arange(B, device=order.device)[:, None]).reshape(-1)
+        gathered = tris.reshape(B * F, 3, 3).index_select(0, flat).view(B, -1, 3, 3)
         slot_tris = torch.where(valid[:, :, None, None], gathered, 0.0).contiguous()
         slot_lo, slot_hi = _slot_boxes(slot_tris, valid)
         leaves = order.shape[1] // LEAF_SIZE
