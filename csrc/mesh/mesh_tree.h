@@ -242,7 +242,7 @@ PM_HD double winding_visit(const TriangleTreeView<scalar_t>& t, const WindingMom
 }
 
 // Depth first; an opened node visits its left child, then its right, and then opens the nodes
-// they pushed, the right one first. Every device and the CPU's four-query version
+// they pushed, the right one first. Every device and the CPU's eight-query version
 // (winding_lanes.h) add the same terms in the same order.
 template <typename scalar_t>
 PM_HD double winding_number(const TriangleTreeView<scalar_t>& t, const WindingMoments& m, Vec3 p, double beta) {
