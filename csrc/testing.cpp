@@ -123,8 +123,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> closest_triangle_port
                                         hi.data_ptr<scalar_t>() + b * 2 * leaves * 3, leaves, fl[b]};
         view.frames = all_frames + b * F;
         view.slot_boxes = slot_boxes.data_ptr<scalar_t>() + b * (S / 4) * kBox4;
-        ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
-        closest_triangle(view, vec3(q + 3 * flat), best);
+        const Vec3 p = vec3(q + 3 * flat);
+        ClosestTriangle best = start_closest(view, p);
+        closest_triangle(view, p, best);
         if (best.face < 0) continue;
         write_closest(view, best, flat, dist2.data_ptr<scalar_t>(), out_face.data_ptr<int64_t>(),
                       bary.data_ptr<scalar_t>(), closest.data_ptr<scalar_t>());

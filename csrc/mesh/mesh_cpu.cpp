@@ -80,10 +80,11 @@ PM_WIDE_CLONES void closest_run(const WideTreeView<scalar_t>* views, const int64
       __builtin_prefetch(w_out + 3 * ahead, 1);
       __builtin_prefetch(c_out + 3 * ahead, 1);
     }
-    ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
+    const Vec3 p = vec3(q + 3 * flat);
+    ClosestTriangle best = start_closest(views[b].tree, p);
     // Warm start: begin at the leaf of the previous query's triangle, usually the answer's.
     const int64_t start_leaf = b == prev_b && prev_slot >= 0 ? prev_slot / kLeafSize : -1;
-    wide_closest_triangle(views[b], vec3(q + 3 * flat), best, start_leaf);
+    wide_closest_triangle(views[b], p, best, start_leaf);
     if (best.face < 0) continue;
     write_closest(views[b].tree, best, flat, d_out, f_out, w_out, c_out);
     prev_b = b;

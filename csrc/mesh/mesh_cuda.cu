@@ -47,11 +47,12 @@ __global__ void closest_triangle_kernel(const scalar_t* __restrict__ points, int
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= total) return;
   const int64_t flat = order[t], b = flat / N;
-  ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
   TriangleTreeView<scalar_t> view = tree_view(tris, face, lo, hi, S, b, face_lengths[b]);
   view.frames = frames + b * F;
   view.slot_boxes = slot_boxes + b * (S / 4) * kBox4;
-  closest_triangle(view, vec3(points + 3 * flat), best);
+  const Vec3 p = vec3(points + 3 * flat);
+  ClosestTriangle best = start_closest(view, p);
+  closest_triangle(view, p, best);
   if (best.face < 0) return;
   write_closest(view, best, flat, dist2, out_face, bary, closest);
 }

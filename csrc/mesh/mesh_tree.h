@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "spatial/point_tree.h"
 #include "triangle.h"
@@ -56,14 +57,23 @@ struct WindingMoments {
   const double* radius;      // (2P,) distance from centre to the farthest corner of the node's box
 };
 
+// The best triangle so far. Boxes are pruned against threshold(), which exceeds the best squared
+// distance by the most a computed distance can fall below the exact one (`reach`, closest_reach):
+// a box whose triangles' computed distances could still tie with or beat the best is always
+// searched. So the answer, the smallest computed (distance, face), never depends on the order of
+// the search: the CPU's four-wide warm-started search and the device's binary one agree even for
+// queries a few ulps off the surface, where a triangle's computed distance (0, say) can lie below
+// its own box's lower bound.
 struct ClosestTriangle {
-  double dist2;   // squared distance of the best triangle so far
-  int64_t face;   // its original face index (-1: none yet)
-  int64_t slot;   // its position in tree order
-  double w[3];    // barycentric weights of the closest point, of the frame's corners (frame_corners)
-  double bound;   // accept only candidates within this squared distance until one is found
+  double dist2;          // squared distance of the best triangle so far
+  int64_t face;          // its original face index (-1: none yet)
+  int64_t slot;          // its position in tree order
+  double w[3];           // barycentric weights of the closest point, of the frame's corners (frame_corners)
+  double bound;          // accept only candidates within this squared distance until one is found
+  double reach = 0.0;    // how far a computed distance may lie below the exact one
+  double prune = 0.0;    // (sqrt(dist2) + reach)^2, once a triangle is found
 
-  PM_HD double threshold() const { return face < 0 ? bound : dist2; }
+  PM_HD double threshold() const { return face < 0 ? bound : prune; }
 
   // Keeps triangle f (tree slot s) if its point tp is closer, or as close with a smaller face.
   PM_HD void consider(const TrianglePoint& tp, int64_t f, int64_t s) {
@@ -75,8 +85,25 @@ struct ClosestTriangle {
     w[0] = tp.w[0];
     w[1] = tp.w[1];
     w[2] = tp.w[2];
+    const double margin = add(std::sqrt(dist2), reach);
+    prune = mul(margin, margin);
   }
 };
+
+// The search state of a query at p: nothing found yet, and `reach` from triangle.h's error bound
+// (a computed closest point lies within 16 ulps of M, the largest coordinate magnitude of the
+// query and of the mesh's root box, from the exact one), doubled.
+template <typename scalar_t>
+PM_HD ClosestTriangle start_closest(const TriangleTreeView<scalar_t>& t, Vec3 p) {
+  double m = max_val(max_val(abs_val(p.x), abs_val(p.y)), abs_val(p.z));
+  for (int a = 0; a < 3; ++a) {
+    const double lo = static_cast<double>(t.lo[3 + a]), hi = static_cast<double>(t.hi[3 + a]);
+    if (lo <= hi) m = max_val(m, max_val(abs_val(lo), abs_val(hi)));  // node 1; empty: +inf > -inf
+  }
+  ClosestTriangle best{0.0, -1, -1, {0.0, 0.0, 0.0}, std::numeric_limits<double>::infinity()};
+  best.reach = 32.0 * std::numeric_limits<double>::epsilon() * m;
+  return best;
+}
 
 // Writes query `flat`'s answer, as every device does: squared distance, face, barycentric weights
 // (mapped from the frame's corners to the face's) and the closest point (from the slot's corners
