@@ -59,6 +59,8 @@ int tree_depth(int64_t leaves);
 
 // points: (B, M, 3) contiguous float or double; lengths: valid prefix of each cloud.
 BatchTree build_point_tree_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths);
+// The idx of build_point_tree_cpu alone (the kd_order op), without building the rest of the tree.
+at::Tensor kd_slot_order_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths);
 BatchTree build_point_tree_aten(const at::Tensor& points, const at::Tensor& lengths);
 
 // Flat indices b * N + i of the valid queries in Morton order of the target tree's frame, so that

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/morton.h"
+#include "core/parallel.h"
 #include "point_tree_build.h"
 
 namespace pm {
@@ -157,6 +158,40 @@ void fill_boxes(const scalar_t* pts, int64_t n, int64_t leaves, scalar_t* lo, sc
   }
 }
 
+// The records of cloud b partitioned into the tree's slot order: the kd partition, then each leaf
+// by original index (canonical: the ATen builder does the same).
+template <typename scalar_t>
+std::vector<Record<scalar_t>> slot_records(const scalar_t* src, int64_t M, int64_t b, int64_t n, int64_t P,
+                                           int8_t* axis_out, scalar_t* val_out) {
+  std::vector<Record<scalar_t>> rec(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const scalar_t* p = src + (b * M + i) * 3;
+    rec[i] = Record<scalar_t>{{p[0], p[1], p[2]}, i};
+  }
+  partition(rec, P, axis_out, val_out);
+  for (int64_t begin = 0; begin < n; begin += kLeafSize) {
+    std::sort(rec.begin() + begin, rec.begin() + std::min(n, begin + kLeafSize),
+              [](const Record<scalar_t>& u, const Record<scalar_t>& v) { return u.i < v.i; });
+  }
+  return rec;
+}
+
+// kd_order alone: the slot order of build_cpu without the tree's points, boxes and frames.
+template <typename scalar_t>
+at::Tensor slot_order_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths) {
+  const int64_t B = points.size(0), M = points.size(1), P = tree_leaves(M), S = P * kLeafSize;
+  at::Tensor idx = at::full({B, S}, -1, points.options().dtype(at::kLong));
+  const scalar_t* src = points.data_ptr<scalar_t>();
+  for_each_cloud(B, [&](int64_t b) {
+    std::vector<int8_t> axis(P);  // partition's split planes, not kept
+    std::vector<scalar_t> val(P);
+    const std::vector<Record<scalar_t>> rec = slot_records(src, M, b, lengths[b], P, axis.data(), val.data());
+    int64_t* out = idx.data_ptr<int64_t>() + b * S;
+    for (size_t s = 0; s < rec.size(); ++s) out[s] = rec[s].i;
+  });
+  return idx;
+}
+
 template <typename scalar_t>
 BatchTree build_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths) {
   const int64_t B = points.size(0), M = points.size(1);
@@ -176,21 +211,12 @@ BatchTree build_cpu(const at::Tensor& points, const std::vector<int64_t>& length
   const scalar_t* src = points.data_ptr<scalar_t>();
   auto build_one = [&](int64_t b) {
     const int64_t n = lengths[b];
-    std::vector<Record<scalar_t>> rec(n);
-    for (int64_t i = 0; i < n; ++i) {
-      const scalar_t* p = src + (b * M + i) * 3;
-      rec[i] = Record<scalar_t>{{p[0], p[1], p[2]}, i};
-    }
+    const std::vector<Record<scalar_t>> rec = slot_records(
+        src, M, b, n, P, t.split_axis.data_ptr<int8_t>() + b * P, t.split_val.data_ptr<scalar_t>() + b * P);
     double lo[3], hi[3];
     bounds(rec.data(), n, lo, hi);
     if (n > 0) std::copy(lo, lo + 3, t.frame_lo.data_ptr<double>() + 3 * b);
     t.frame_scale.data_ptr<double>()[b] = morton_scale(lo, hi);
-    partition(rec, P, t.split_axis.data_ptr<int8_t>() + b * P, t.split_val.data_ptr<scalar_t>() + b * P);
-    // Canonical slot order: each leaf by original index (the ATen builder does the same).
-    for (int64_t begin = 0; begin < n; begin += kLeafSize) {
-      std::sort(rec.begin() + begin, rec.begin() + std::min(n, begin + kLeafSize),
-                [](const Record<scalar_t>& u, const Record<scalar_t>& v) { return u.i < v.i; });
-    }
     scalar_t* pts = t.pts.data_ptr<scalar_t>() + b * S * 3;
     int64_t* idx = t.idx.data_ptr<int64_t>() + b * S;
     for (int64_t s = 0; s < n; ++s) {
@@ -227,6 +253,11 @@ std::vector<int64_t> order_cpu(const at::Tensor& queries, const std::vector<int6
 }
 
 }  // namespace
+
+at::Tensor kd_slot_order_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths) {
+  return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "kd_slot_order_cpu",
+                                    [&] { return slot_order_cpu<scalar_t>(points, lengths); });
+}
 
 BatchTree build_point_tree_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths) {
   return AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "build_point_tree_cpu",
