@@ -174,26 +174,20 @@ at::Tensor winding_number_portable(const at::Tensor& points_in, const at::Tensor
                                    const at::Tensor& hi, const at::Tensor& face_lengths, const at::Tensor& centre,
                                    const at::Tensor& normal_sum, const at::Tensor& moment, const at::Tensor& radius,
                                    double beta) {
-  check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
-  check_winding_args(lo, centre, normal_sum, moment, radius, beta);
-  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
-  const int64_t B = points.size(0), N = points.size(1), nodes = lo.size(1);
-  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "winding_number", "point_lengths");
-  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "winding_number", "face_lengths");
-  at::Tensor out = at::zeros({B, N}, points.options());
-  const at::Tensor c = centre.contiguous(), ns = normal_sum.contiguous(), mo = moment.contiguous(),
-                   r = radius.contiguous(), loc = lo.contiguous(), hic = hi.contiguous(), facec = face.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "winding_number_portable", [&] {
-    const scalar_t* q = points.data_ptr<scalar_t>();
+  const WindingInputs in = winding_inputs(points_in, point_lengths, tris_in, face, lo, hi, face_lengths, centre,
+                                          normal_sum, moment, radius, beta);
+  const int64_t B = in.points.size(0), N = in.points.size(1);
+  at::Tensor out = at::zeros({B, N}, in.points.options());
+  const std::vector<WindingMoments> moments = in.moments();
+  AT_DISPATCH_FLOATING_TYPES(in.points.scalar_type(), "winding_number_portable", [&] {
+    const std::vector<TriangleTreeView<scalar_t>> trees = in.trees<scalar_t>();
+    const scalar_t* q = in.points.data_ptr<scalar_t>();
     scalar_t* w_out = out.data_ptr<scalar_t>();
     at::parallel_for(0, B * N, 256, [&](int64_t i0, int64_t i1) {
       for (int64_t flat = i0; flat < i1; ++flat) {
         const int64_t b = flat / N;
-        if (flat % N >= pl[b]) continue;
-        const WindingMoments m{c.data_ptr<double>() + b * nodes * 3, ns.data_ptr<double>() + b * nodes * 3,
-                               mo.data_ptr<double>() + b * nodes * 9, r.data_ptr<double>() + b * nodes};
-        w_out[flat] = static_cast<scalar_t>(
-            winding_number(tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]), m, vec3(q + 3 * flat), beta));
+        if (flat % N >= in.point_lengths[b]) continue;
+        w_out[flat] = static_cast<scalar_t>(winding_number(trees[b], moments[b], vec3(q + 3 * flat), beta));
       }
     });
   });

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
+#include "core/lengths.h"
 #include "mesh_tree.h"
 
 namespace pm {
@@ -88,6 +90,45 @@ inline void check_winding_args(const at::Tensor& lo, const at::Tensor& centre, c
     TORCH_CHECK(t->device() == lo.device(), "winding_number: all tensors must be on one device");
   }
   TORCH_CHECK(beta > 0.0, "winding_number: beta must be positive");
+}
+
+// The winding_number op's inputs, checked and made contiguous once, with each batch element's tree
+// and moments as raw views (made once per call, not per query): what the CPU op (mesh_cpu.cpp) and
+// its portable driver (../testing.cpp) both read.
+struct WindingInputs {
+  at::Tensor points, tris, face, lo, hi, centre, normal_sum, moment, radius;
+  std::vector<int64_t> point_lengths, face_lengths;
+
+  std::vector<WindingMoments> moments() const {
+    const int64_t nodes = lo.size(1);
+    std::vector<WindingMoments> m;
+    for (int64_t b = 0; b < points.size(0); ++b) {
+      m.push_back(WindingMoments{centre.data_ptr<double>() + b * nodes * 3, normal_sum.data_ptr<double>() + b * nodes * 3,
+                                 moment.data_ptr<double>() + b * nodes * 9, radius.data_ptr<double>() + b * nodes});
+    }
+    return m;
+  }
+
+  template <typename scalar_t>
+  std::vector<TriangleTreeView<scalar_t>> trees() const {
+    std::vector<TriangleTreeView<scalar_t>> t;
+    for (int64_t b = 0; b < points.size(0); ++b) t.push_back(tree_view<scalar_t>(tris, face, lo, hi, b, face_lengths[b]));
+    return t;
+  }
+};
+
+inline WindingInputs winding_inputs(const at::Tensor& points, const at::Tensor& point_lengths, const at::Tensor& tris,
+                                    const at::Tensor& face, const at::Tensor& lo, const at::Tensor& hi,
+                                    const at::Tensor& face_lengths, const at::Tensor& centre,
+                                    const at::Tensor& normal_sum, const at::Tensor& moment, const at::Tensor& radius,
+                                    double beta) {
+  check_mesh_tree_args(points, point_lengths, tris, face, lo, hi, face_lengths);
+  check_winding_args(lo, centre, normal_sum, moment, radius, beta);
+  WindingInputs in{points.contiguous(), tris.contiguous(), face.contiguous(), lo.contiguous(), hi.contiguous(),
+                   centre.contiguous(), normal_sum.contiguous(), moment.contiguous(), radius.contiguous(), {}, {}};
+  in.point_lengths = host_lengths(point_lengths, points.size(1), "winding_number", "point_lengths");
+  in.face_lengths = host_lengths(face_lengths, tris.size(1), "winding_number", "face_lengths");
+  return in;
 }
 
 }  // namespace pm

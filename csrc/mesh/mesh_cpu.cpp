@@ -135,19 +135,15 @@ at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& poi
                               const at::Tensor& face, const at::Tensor& lo, const at::Tensor& hi,
                               const at::Tensor& face_lengths, const at::Tensor& centre, const at::Tensor& normal_sum,
                               const at::Tensor& moment, const at::Tensor& radius, double beta) {
-  check_mesh_tree_args(points_in, point_lengths, tris_in, face, lo, hi, face_lengths);
-  check_winding_args(lo, centre, normal_sum, moment, radius, beta);
-  const at::Tensor points = points_in.contiguous(), tris = tris_in.contiguous();
-  const int64_t B = points.size(0), N = points.size(1), nodes = lo.size(1);
-  const std::vector<int64_t> pl = host_lengths(point_lengths, N, "winding_number", "point_lengths");
-  const std::vector<int64_t> fl = host_lengths(face_lengths, tris.size(1), "winding_number", "face_lengths");
-  at::Tensor out = at::zeros({B, N}, points.options());
-  const at::Tensor c = centre.contiguous(), ns = normal_sum.contiguous(), mo = moment.contiguous(),
-                   r = radius.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "winding_number_cpu", [&] {
-    const std::vector<int64_t> order = query_order<scalar_t>(points, pl, lo, hi);
-    const at::Tensor loc = lo.contiguous(), hic = hi.contiguous(), facec = face.contiguous();
-    const scalar_t* q = points.data_ptr<scalar_t>();
+  const WindingInputs in = winding_inputs(points_in, point_lengths, tris_in, face, lo, hi, face_lengths, centre,
+                                          normal_sum, moment, radius, beta);
+  const int64_t N = in.points.size(1);
+  at::Tensor out = at::zeros({in.points.size(0), N}, in.points.options());
+  const std::vector<WindingMoments> moments = in.moments();
+  AT_DISPATCH_FLOATING_TYPES(in.points.scalar_type(), "winding_number_cpu", [&] {
+    const std::vector<int64_t> order = query_order<scalar_t>(in.points, in.point_lengths, in.lo, in.hi);
+    const std::vector<TriangleTreeView<scalar_t>> trees = in.trees<scalar_t>();
+    const scalar_t* q = in.points.data_ptr<scalar_t>();
     scalar_t* w_out = out.data_ptr<scalar_t>();
     at::parallel_for(0, static_cast<int64_t>(order.size()), 64, [&](int64_t p0, int64_t p1) {
       // Runs of up to kLanes consecutive queries of one batch element (winding_lanes.h).
@@ -160,10 +156,8 @@ at::Tensor winding_number_cpu(const at::Tensor& points_in, const at::Tensor& poi
           ++lanes;
         }
         for (int l = lanes; l < kLanes; ++l) p[l] = p[0];  // idle lanes repeat a real query
-        const WindingMoments m{c.data_ptr<double>() + b * nodes * 3, ns.data_ptr<double>() + b * nodes * 3,
-                               mo.data_ptr<double>() + b * nodes * 9, r.data_ptr<double>() + b * nodes};
         double w[kLanes];
-        winding_number_lanes(tree_view<scalar_t>(tris, facec, loc, hic, b, fl[b]), m, p, lanes, beta, w);
+        winding_number_lanes(trees[b], moments[b], p, lanes, beta, w);
         for (int l = 0; l < lanes; ++l) w_out[order[pos + l]] = static_cast<scalar_t>(w[l]);
         pos += lanes;
       }
