@@ -10,6 +10,8 @@
 //                               CPU's rounds and index-order finish (tests/test_dtu.py)
 //   brute_nearest               every pair's squared distance (core/common.h's point_distance), for
 //                               scripts/bench_nn.py's measured distance-evaluation rate
+//   rasterize_tiles_portable    raster.h's tile binning (item_tiles, a prefix sum, draw_tile), the
+//                               CUDA kernels', vs the CPU's triangle loop (tests/test_raster.py)
 //   winding_number_portable     mesh_tree.h's winding_number one query at a time, the CUDA kernel's,
 //                               vs the CPU's eight-query version (winding_lanes.h): the same bits
 //                               (tests/test_mesh_portable.py)
@@ -26,6 +28,7 @@
 #include "knn/knn.h"
 #include "mesh/mesh.h"
 #include "mesh/mesh_tree.h"
+#include "raster/raster.h"
 #include "spatial/point_tree.h"
 #include "spatial/point_tree_build.h"
 
@@ -227,6 +230,37 @@ int64_t constant(c10::string_view name) {
   TORCH_CHECK(false, "constant: no constant named ", name);
 }
 
+// rasterize_triangles by the CUDA backend's passes, run in order on the CPU: tiles counted per
+// item, laid out by an inclusive prefix sum, every unit of work drawn with a plain minimum (the
+// device's atomicMin), then the pixels resolved.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_tiles_portable(const at::Tensor& clip_in,
+                                                                        const at::Tensor& faces_in,
+                                                                        const at::Tensor& face_lengths_in,
+                                                                        int64_t height, int64_t width) {
+  check_raster_inputs(clip_in, faces_in, face_lengths_in, height, width);
+  const at::Tensor clip = clip_in.contiguous(), faces = faces_in.contiguous();
+  const at::Tensor face_lengths = face_lengths_in.contiguous();
+  const int64_t B = clip.size(0), C = clip.size(1), F = faces.size(1);
+  RasterOutput out = allocate_raster_output(clip, height, width);
+  const int64_t pixels = B * C * height * width;
+  std::vector<uint64_t> zbuf(pixels, kEmptyKey);
+  AT_DISPATCH_FLOATING_TYPES(clip.scalar_type(), "rasterize_tiles_portable", [&] {
+    const RasterInput<scalar_t> in{clip.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(),
+                                   face_lengths.data_ptr<int64_t>(), C, clip.size(2), F, height, width};
+    const int64_t items = B * C * F;
+    std::vector<int64_t> end_of(items);
+    int64_t total = 0;
+    for (int64_t item = 0; item < items; ++item) end_of[item] = total += item_tiles(in, item);
+    auto keep_min = [](uint64_t* word, uint64_t key) { *word = std::min(*word, key); };
+    for (int64_t work = 0; work < total; ++work) draw_tile(in, end_of.data(), items, work, zbuf.data(), keep_min);
+    for (int64_t p = 0; p < pixels; ++p) {
+      resolve_pixel(in, p, zbuf[p], out.face.data_ptr<int64_t>(), out.bary.data_ptr<scalar_t>(),
+                    out.depth.data_ptr<scalar_t>());
+    }
+  });
+  return {out.face, out.bary, out.depth};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pointmetrics_testing, m) {
@@ -239,6 +273,8 @@ TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("winding_number_portable(Tensor points, Tensor point_lengths, Tensor tris, Tensor face, Tensor lo, Tensor hi, "
         "Tensor face_lengths, Tensor centre, Tensor normal_sum, Tensor moment, Tensor radius, float beta) -> Tensor");
   m.def("brute_nearest(Tensor x, Tensor y) -> Tensor");
+  m.def("rasterize_tiles_portable(Tensor clip, Tensor faces, Tensor face_lengths, int height, int width) -> "
+        "(Tensor, Tensor, Tensor)");
   m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
 
@@ -249,6 +285,7 @@ TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {
   m.impl("greedy_radius_keep_portable", &greedy_radius_keep_portable);
   m.impl("winding_number_portable", &winding_number_portable);
   m.impl("brute_nearest", &brute_nearest);
+  m.impl("rasterize_tiles_portable", &rasterize_tiles_portable);
 }
 
 }  // namespace pm

@@ -92,7 +92,7 @@ ops = torch.ops.pointmetrics
 # Layout constants of the compiled library that Python code needs: their one home on this side.
 # tests/test_constants.py checks each against its C++ source (torch.ops.pointmetrics_testing.constant).
 LEAF_SIZE = 8  # csrc/spatial/point_tree.h kLeafSize: points (MeshBVH: triangles) per kd-tree leaf
-FRAME_BYTES = 120  # csrc/mesh/triangle.h kFrameBytes: one TriangleFrame, a row of triangle_frames' uint8 output
+FRAME_BYTES = 128  # csrc/mesh/triangle.h kFrameBytes: one TriangleFrame, a row of triangle_frames' uint8 output
 BOX4_FLOATS = 24  # csrc/mesh/mesh_tree.h kBox4: four boxes side by side (x-, y-, z-minima of the four, then maxima)
 
 

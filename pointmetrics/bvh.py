@@ -102,7 +102,7 @@ class MeshBVH:
     The hierarchy is a balanced kd-tree over triangle centroids with leaves of 8 triangles and the
     exact box of every node (:func:`pointmetrics.mesh_tree.build_tree`); it is built on the
     vertices' device (CPU or CUDA). The first closest-point query also prepares every triangle for
-    the search (FRAME_BYTES = 120 bytes per face, kept), so later queries pay only for the search. Queries keep
+    the search (FRAME_BYTES = 128 bytes per face, kept), so later queries pay only for the search. Queries keep
     gradients to ``verts``: after the vertices change, build a new hierarchy.
     """
 

@@ -38,8 +38,12 @@ class Meshes:
         B, N = face_idx.shape
         if self.verts.shape[1] == 0:  # no vertices, so no valid face: padding faces have no corners
             return self.verts.new_zeros(B, N, 3, 3)
-        vidx = self.faces.gather(1, face_idx[..., None].expand(B, N, 3))  # (B, N, 3)
-        return self.verts.gather(1, vidx.reshape(B, N * 3, 1).expand(B, N * 3, 3)).view(B, N, 3, 3)
+        # index_select on flattened batches: several times faster than gather with an expanded index
+        F, V = self.faces.shape[1], self.verts.shape[1]
+        batch = torch.arange(B, device=face_idx.device)[:, None]
+        vidx = self.faces.reshape(B * F, 3).index_select(0, (face_idx + F * batch).reshape(-1))  # (B N, 3)
+        flat = (vidx.view(B, N * 3) + V * batch).reshape(-1)
+        return self.verts.reshape(B * V, 3).index_select(0, flat).view(B, N, 3, 3)
 
     def triangles(self) -> torch.Tensor:
         """(B, F, 3, 3) corners of every face (padding faces give the first vertex three times)."""

@@ -7,6 +7,7 @@ from conftest import DATA
 
 import pointmetrics as pm
 from pointmetrics import io, reference
+from pointmetrics._ops import FRAME_BYTES
 
 ops = torch.ops.pointmetrics
 
@@ -88,7 +89,7 @@ def test_search_data_is_prepared_once_and_checked(gen):
     assert all(a is b for a, b in zip(data, bvh.search_data()))  # kept, not rebuilt per query
     assert first.face.shape == again.face.shape
     frames, slot_boxes, quads = data
-    assert frames.shape == (1, len(f), 120) and frames.dtype == torch.uint8
+    assert frames.shape == (1, len(f), FRAME_BYTES) and frames.dtype == torch.uint8
     t = bvh.tree
     args = (queries(gen, v, 5)[None], torch.tensor([5]), t.tris, t.face, t.lo, t.hi, bvh.meshes.face_lengths)
     with pytest.raises(RuntimeError, match="frames must be"):

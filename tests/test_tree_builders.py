@@ -42,6 +42,27 @@ def test_builders_agree_with_ties(gen, kind):
     assert_same_tree(points, torch.tensor([points.shape[1], points.shape[1] - 11]))
 
 
+@pytest.mark.parametrize("kind", ["outliers", "signed_zeros", "huge", "tiny"])
+def test_builders_agree_on_skewed_clouds(gen, kind):
+    """The CPU builder selects each split through a histogram of the coordinates (select_rank):
+    clouds whose coordinates crowd one bucket, tie as -0 and +0, overflow the range or sit among
+    subnormals must still split exactly as a sort by (coordinate, index) does."""
+    n = 6000
+    points = torch.rand(2, n, 3, generator=gen, dtype=torch.float64)
+    if kind == "outliers":  # nearly every point in the lowest bucket of its node
+        points[:, :10] *= 1e6
+        points[:, 10:] *= 1e-3
+    elif kind == "signed_zeros":
+        points = torch.where(points < 0.5, 0.0, -0.0) * torch.randint(0, 2, (2, n, 3), generator=gen)
+        points[:, ::7] = torch.rand(2, len(range(0, n, 7)), 3, generator=gen)
+    elif kind == "huge":  # hi - lo overflows
+        points = (points - 0.5) * 3e308
+    else:
+        points = points * 1e-310
+    for dtype in (torch.float32, torch.float64):
+        assert_same_tree(points.to(dtype), torch.tensor([n, n - 999]))
+
+
 def test_kd_order_is_the_tree_order(gen):
     points = torch.randint(0, 4, (2, 300, 3), generator=gen).float()
     lengths = torch.tensor([300, 120])

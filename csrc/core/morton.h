@@ -25,7 +25,9 @@ inline int64_t morton_cell(double v, double lo, double scale) {
   double t = (v - lo) * scale;
   if (!(t >= 0.0)) t = 0.0;
   if (t > static_cast<double>(kMortonMax)) t = static_cast<double>(kMortonMax);
-  return static_cast<int64_t>(std::floor(t));
+  // t >= 0 here, so truncation is floor; std::floor is a libm call on baseline x86-64 (no SSE4.1)
+  // and was half the time of ordering a million queries.
+  return static_cast<int64_t>(t);
 }
 
 inline int64_t morton_code(double x, double y, double z, const double lo[3], double scale) {

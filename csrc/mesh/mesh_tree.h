@@ -114,9 +114,7 @@ PM_HD void write_closest(const TriangleTreeView<scalar_t>& t, const ClosestTrian
   dist2[flat] = static_cast<scalar_t>(best.dist2);
   face[flat] = best.face;
   const scalar_t* c = t.tris + 9 * best.slot;
-  Vec3 corners[3];
-  int32_t order[3];
-  frame_corners(vec3(c), vec3(c + 3), vec3(c + 6), corners, order);
+  const int8_t* order = t.frames[best.slot].order;
   double w[3];
   for (int k = 0; k < 3; ++k) w[order[k]] = best.w[k];
   for (int k = 0; k < 3; ++k) bary[3 * flat + k] = static_cast<scalar_t>(w[k]);

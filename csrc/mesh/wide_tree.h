@@ -59,6 +59,22 @@ inline void box4_lower_bound(const scalar_t* boxes, const scalar_t* q, scalar_t*
   std::memcpy(out, &acc, sizeof(V));
 }
 
+// Bit k (k < 4) set when !cannot_beat(lb[k], thr), in the same double arithmetic as cannot_beat
+// (topk.h). Searches walk the set bits instead of branching on each box: a box's pruning is close
+// to a coin flip, and the mispredicted branches were the largest cost of a warm query. Thresholds
+// only fall during a search, so a box pruned against an earlier threshold stays pruned, and callers
+// re-check the current threshold before searching what a bit names: the boxes searched, and their
+// order, are the same as with one test per box.
+template <typename scalar_t>
+inline unsigned may_beat4(const scalar_t* lb, double thr) {
+  typedef double D4 __attribute__((vector_size(32)));
+  typedef int64_t I4 __attribute__((vector_size(32)));
+  const D4 v = {static_cast<double>(lb[0]), static_cast<double>(lb[1]), static_cast<double>(lb[2]),
+                static_cast<double>(lb[3])};
+  const I4 pruned = v * (1 - 1e-5) > thr + 1e-35;  // cannot_beat, lane by lane (-1 where true)
+  return static_cast<unsigned>((~pruned[0] & 1) | (~pruned[1] & 2) | (~pruned[2] & 4) | (~pruned[3] & 8));
+}
+
 template <typename scalar_t>
 struct WideTreeView {
   TriangleTreeView<scalar_t> tree;  // with frames and slot_boxes
@@ -79,14 +95,19 @@ inline void wide_scan_leaf(const WideTreeView<scalar_t>& w, int64_t leaf, Vec3 p
   static_assert(kLeafSize == 8, "a leaf is two groups of four boxes");
   box4_lower_bound(t.slot_boxes + 2 * kBox4 * leaf, q, lb);
   box4_lower_bound(t.slot_boxes + 2 * kBox4 * leaf + kBox4, q, lb + 4);
-  int first = -1;
+  unsigned todo = count > 0 ? (1u << count) - 1 : 0;  // slots of the leaf still to consider
   if (nearest_first && count > 0) {
-    first = 0;
+    int first = 0;
     for (int k = 1; k < count; ++k) first = lb[k] < lb[first] ? k : first;
     best.consider(closest_on_frame(p, t.frames[begin + first]), t.face[begin + first], begin + first);
+    todo &= ~(1u << first);
   }
-  for (int k = 0; k < count; ++k) {
-    if (k == first || cannot_beat(static_cast<double>(lb[k]), best.threshold())) continue;
+  const double thr = best.threshold();
+  todo &= may_beat4(lb, thr) | may_beat4(lb + 4, thr) << 4;
+  while (todo != 0) {
+    const int k = __builtin_ctz(todo);
+    todo &= todo - 1;
+    if (cannot_beat(static_cast<double>(lb[k]), best.threshold())) continue;
     best.consider(closest_on_frame(p, t.frames[begin + k]), t.face[begin + k], begin + k);
   }
 }
@@ -115,8 +136,8 @@ inline void wide_search(const WideTreeView<scalar_t>& w, int64_t root, scalar_t 
     box4_lower_bound(w.quads + kBox4 * node, q, lb);
     int near[4];  // children that may hold a closer triangle, farthest first
     int m = 0;
-    for (int k = 0; k < 4; ++k) {
-      if (cannot_beat(static_cast<double>(lb[k]), thr)) continue;
+    for (unsigned todo = may_beat4(lb, thr); todo != 0; todo &= todo - 1) {
+      const int k = __builtin_ctz(todo);
       int j = m++;
       for (; j > 0 && lb[near[j - 1]] < lb[k]; --j) near[j] = near[j - 1];
       near[j] = k;
@@ -154,11 +175,11 @@ inline void wide_closest_triangle(const WideTreeView<scalar_t>& w, Vec3 p, Close
     const int64_t parent = node / 4;
     scalar_t lb[4];
     box4_lower_bound(w.quads + kBox4 * parent, q, lb);
-    for (int k = 0; k < 4; ++k) {
-      const int64_t child = 4 * parent + k;
-      if (child != node && !cannot_beat(static_cast<double>(lb[k]), best.threshold())) {
-        wide_search(w, child, lb[k], p, q, best);
-      }
+    unsigned todo = may_beat4(lb, best.threshold()) & ~(1u << (node - 4 * parent));  // not the one searched
+    while (todo != 0) {
+      const int k = __builtin_ctz(todo);
+      todo &= todo - 1;
+      if (!cannot_beat(static_cast<double>(lb[k]), best.threshold())) wide_search(w, 4 * parent + k, lb[k], p, q, best);
     }
     node = parent;
   }

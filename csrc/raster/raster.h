@@ -145,6 +145,58 @@ PM_HD bool setup_face(const RasterInput<scalar_t>& in, int64_t bc, int64_t f, Sc
 
 constexpr uint64_t kEmptyKey = ~uint64_t(0);
 
+// Tile binning of pass 1 as the CUDA backend runs it (raster_cuda.cu, and on the CPU through
+// testing.cpp's rasterize_tiles_portable): every triangle's pixel box is cut into tiles of
+// kTile x kTile pixels, one unit of work each, so that a few large triangles do not serialise on
+// one thread. Item bc * F + f is face f of mesh-view pair bc.
+constexpr int64_t kTile = 8;
+
+PM_HD int64_t tiles_x(const ScreenTriangle& t) { return (t.x1 - t.x0) / kTile + 1; }
+PM_HD int64_t tiles_y(const ScreenTriangle& t) { return (t.y1 - t.y0) / kTile + 1; }
+
+// The number of tiles of an item (0 when its face draws nothing).
+template <typename scalar_t>
+PM_HD int64_t item_tiles(const RasterInput<scalar_t>& in, int64_t item) {
+  ScreenTriangle t;
+  return setup_face(in, item / in.F, item % in.F, t) ? tiles_x(t) * tiles_y(t) : 0;
+}
+
+// The item owning unit of work `work`: the first whose running end (inclusive prefix sum of
+// item_tiles) exceeds it.
+PM_HD int64_t item_of_work(const int64_t* end_of, int64_t items, int64_t work) {
+  int64_t lo = 0, hi = items - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (end_of[mid] > work) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
+// Unit of work `work`: one tile of one triangle, each covered pixel offered to the z-buffer with
+// keep_min(word, key) (atomicMin on the device; the minimum is order-independent).
+template <typename scalar_t, typename KeepMin>
+PM_HD void draw_tile(const RasterInput<scalar_t>& in, const int64_t* end_of, int64_t items, int64_t work,
+                     uint64_t* zbuf, const KeepMin& keep_min) {
+  const int64_t item = item_of_work(end_of, items, work), bc = item / in.F, f = item % in.F;
+  ScreenTriangle t;
+  if (!setup_face(in, bc, f, t)) return;
+  const int64_t tile = work - (end_of[item] - tiles_x(t) * tiles_y(t));
+  const int64_t row0 = t.y0 + (tile / tiles_x(t)) * kTile, col0 = t.x0 + (tile % tiles_x(t)) * kTile;
+  const int64_t row1 = row0 + kTile - 1 < t.y1 ? row0 + kTile - 1 : t.y1;
+  const int64_t col1 = col0 + kTile - 1 < t.x1 ? col0 + kTile - 1 : t.x1;
+  uint64_t* image = zbuf + bc * in.H * in.W;
+  for (int64_t row = row0; row <= row1; ++row) {
+    for (int64_t col = col0; col <= col1; ++col) {
+      double bary[3], depth;
+      if (cover_pixel(t, row, col, bary, depth)) keep_min(image + row * in.W + col, depth_key(depth, f));
+    }
+  }
+}
+
 PM_HD int64_t key_face(uint64_t key) { return static_cast<int64_t>(key & 0xffffffffu); }
 
 // Pass 2 for pixel p (flat index over BC x H x W): the winning face of its z-buffer word, with

@@ -16,55 +16,31 @@ namespace pm {
 
 namespace {
 
-constexpr int64_t kTile = 8;
 constexpr int kThreads = 256;
 
 int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
 
-PM_HD int64_t tiles_x(const ScreenTriangle& t) { return (t.x1 - t.x0) / kTile + 1; }
-PM_HD int64_t tiles_y(const ScreenTriangle& t) { return (t.y1 - t.y0) / kTile + 1; }
-
 template <typename scalar_t>
 __global__ void count_tiles(RasterInput<scalar_t> in, int64_t items, int64_t* tiles) {
   const int64_t item = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (item >= items) return;
-  ScreenTriangle t;
-  tiles[item] = setup_face(in, item / in.F, item % in.F, t) ? tiles_x(t) * tiles_y(t) : 0;
+  if (item < items) tiles[item] = item_tiles(in, item);
 }
+
+struct AtomicKeepMin {
+  __device__ void operator()(uint64_t* word, uint64_t key) const {
+    atomicMin(reinterpret_cast<unsigned long long*>(word), static_cast<unsigned long long>(key));
+  }
+};
 
 template <typename scalar_t>
 __global__ void draw_tiles(RasterInput<scalar_t> in, int64_t items, const int64_t* __restrict__ end_of,
-                           int64_t total, unsigned long long* zbuf) {
+                           int64_t total, uint64_t* zbuf) {
   const int64_t work = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (work >= total) return;
-  // The triangle owning this tile: the first item whose running end exceeds `work`.
-  int64_t lo = 0, hi = items - 1;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (end_of[mid] > work) {
-      hi = mid;
-    } else {
-      lo = mid + 1;
-    }
-  }
-  const int64_t item = lo, bc = item / in.F, f = item % in.F;
-  ScreenTriangle t;
-  if (!setup_face(in, bc, f, t)) return;
-  const int64_t tile = work - (end_of[item] - tiles_x(t) * tiles_y(t));
-  const int64_t row0 = t.y0 + (tile / tiles_x(t)) * kTile, col0 = t.x0 + (tile % tiles_x(t)) * kTile;
-  unsigned long long* image = zbuf + bc * in.H * in.W;
-  for (int64_t row = row0; row <= min(row0 + kTile - 1, t.y1); ++row) {
-    for (int64_t col = col0; col <= min(col0 + kTile - 1, t.x1); ++col) {
-      double bary[3], depth;
-      if (cover_pixel(t, row, col, bary, depth)) {
-        atomicMin(image + row * in.W + col, static_cast<unsigned long long>(depth_key(depth, f)));
-      }
-    }
-  }
+  if (work < total) draw_tile(in, end_of, items, work, zbuf, AtomicKeepMin{});
 }
 
 template <typename scalar_t>
-__global__ void resolve_pixels(RasterInput<scalar_t> in, int64_t count, const unsigned long long* __restrict__ zbuf,
+__global__ void resolve_pixels(RasterInput<scalar_t> in, int64_t count, const uint64_t* __restrict__ zbuf,
                                int64_t* face, scalar_t* bary, scalar_t* depth) {
   const int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (p < count) resolve_pixel(in, p, zbuf[p], face, bary, depth);
@@ -88,7 +64,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_triangles_cuda(const at
   AT_DISPATCH_FLOATING_TYPES(clip.scalar_type(), "rasterize_triangles_cuda", [&] {
     const RasterInput<scalar_t> in{clip.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(),
                                    face_lengths.data_ptr<int64_t>(), C, clip.size(2), F, height, width};
-    auto* z = reinterpret_cast<unsigned long long*>(zbuf.data_ptr<int64_t>());
+    auto* z = reinterpret_cast<uint64_t*>(zbuf.data_ptr<int64_t>());
     const int64_t items = B * C * F;
     if (items > 0) {
       at::Tensor tiles = at::empty({items}, clip.options().dtype(at::kLong));

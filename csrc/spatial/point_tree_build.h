@@ -76,7 +76,8 @@ at::Tensor morton_order_aten(const at::Tensor& queries, const at::Tensor& length
 std::vector<int64_t> morton_order_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
                                       const double* frame_lo, const double* frame_scale);
 
-// Stable sort of `order` by keys[order[i]] (parallel LSD radix, 11-bit digits).
-void radix_sort_by_key(const std::vector<int64_t>& keys, std::vector<int64_t>& order);
+// out[i] = offset + the index of the i-th smallest code, ties in index order (a stable argsort by
+// parallel LSD radix, 11-bit digits, over the codes' significant bits).
+void sort_by_code(const std::vector<int64_t>& codes, int64_t offset, int64_t* out);
 
 }  // namespace pm
