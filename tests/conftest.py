@@ -11,11 +11,13 @@ DATA = pathlib.Path(__file__).resolve().parent.parent / "examples" / "data"
     params=[
         "cpu",
         pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+        pytest.param("cuda:1", marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="no second GPU")),
     ]
 )
 def device(request):
-    """Every test that takes this fixture runs on the CPU and, where a GPU exists, on CUDA (skipped
-    otherwise, never deleted)."""
+    """Every test that takes this fixture runs on the CPU and, where GPUs exist, on CUDA and on a
+    second GPU (skipped otherwise, never deleted): a kernel must follow its inputs' device rather
+    than the current one."""
     return torch.device(request.param)
 
 
