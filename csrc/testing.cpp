@@ -8,6 +8,8 @@
 //                               the CPU's four-wide one (wide_tree.h) (tests/test_mesh_portable.py)
 //   greedy_radius_keep_portable greedy.h's greedy_round_step in rounds, the CUDA kernel's, vs the
 //                               CPU's rounds and index-order finish (tests/test_dtu.py)
+//   knn_uses_brute_force        knn.h's brute_force_wins, the CUDA backend's choice of brute force
+//                               over the grid plan for given sizes (tests/test_knn.py)
 //   brute_nearest               every pair's squared distance (core/common.h's point_distance), for
 //                               scripts/bench_nn.py's measured distance-evaluation rate
 //   rasterize_tiles_portable    raster.h's tile binning (item_tiles, a prefix sum, draw_tile), the
@@ -261,6 +263,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_tiles_portable(const at
   return {out.face, out.bary, out.depth};
 }
 
+bool knn_uses_brute_force(int64_t B, int64_t N, int64_t M, int64_t multiprocessors) {
+  return brute_force_wins(B, N, M, multiprocessors);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pointmetrics_testing, m) {
@@ -275,6 +281,7 @@ TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("brute_nearest(Tensor x, Tensor y) -> Tensor");
   m.def("rasterize_tiles_portable(Tensor clip, Tensor faces, Tensor face_lengths, int height, int width) -> "
         "(Tensor, Tensor, Tensor)");
+  m.def("knn_uses_brute_force(int B, int N, int M, int multiprocessors) -> bool", &knn_uses_brute_force);
   m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
 

@@ -270,3 +270,16 @@ def test_brute_nearest_bench_helper(gen):
     assert torch.equal(testing.brute_nearest(x, y), float32_nearest(x, y, 2)[0])
     with pytest.raises(RuntimeError, match="float32"):
         testing.brute_nearest(x.double(), y)
+
+
+def test_cuda_brute_force_choice_keeps_the_gpu_busy():
+    """The CUDA backend's brute-force pass runs one block per 256 queries: it must not take a few
+    queries against many targets (one busy multiprocessor of 132 for the whole scan), but keep
+    the small and the batched cases that it answers fastest (GPU issue: N = 256 against 1e6)."""
+    uses_brute = torch.ops.pointmetrics_testing.knn_uses_brute_force
+    assert not uses_brute(1, 256, 10**6, 132)  # under the pair limit, but a single block
+    assert not uses_brute(1, 10_000, 10_000, 132)  # 40 blocks scanning 10k targets each
+    assert uses_brute(32, 2048, 2048, 132)  # Chamfer in training: 256 blocks
+    assert uses_brute(1, 2048, 2048, 132)  # a short scan per thread
+    assert uses_brute(1, 100_000, 2000, 132)
+    assert not uses_brute(64, 2**15, 2**14, 132)  # past the pair limit

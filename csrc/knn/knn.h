@@ -39,6 +39,20 @@ inline at::ScalarType check_knn_args(const at::Tensor& x, const at::Tensor& y, c
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// The CUDA backend's choice for D <= 3: brute force (one thread per query scanning every target)
+// or the grid plan. Brute force wins on few pairs, but only when its blocks can fill the GPU or
+// each thread's scan is short: one block runs 256 queries, so 256 queries against 1e6 points
+// (under the pair limit) would leave every multiprocessor but one idle for the whole scan, while
+// the grid plan builds in parallel over all targets and answers each query from a few cells.
+constexpr int64_t kBruteMaxPairs = int64_t(1) << 28;  // per cloud; beyond it the grid always wins
+constexpr int64_t kBruteShortScan = 4096;             // targets a lone block scans quickly
+constexpr int64_t kBruteQueriesPerBlock = 256;        // knn_cuda.cu's kThreads
+inline bool brute_force_wins(int64_t B, int64_t N, int64_t M, int64_t multiprocessors) {
+  if (N * M > kBruteMaxPairs) return false;
+  const int64_t blocks = B * ((N + kBruteQueriesPerBlock - 1) / kBruteQueriesPerBlock);
+  return M <= kBruteShortScan || blocks >= multiprocessors;
+}
+
 // True when a cloud's grid holds so many points per cell that its kd-tree searches faster.
 inline bool grid_is_crowded(const GridParams& p, int64_t K) {
   // A grid search scans about this many points per query; past it the kd-tree is faster.

@@ -12,6 +12,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime.h>
 #include <torch/library.h>
 
 #include <limits>
@@ -26,8 +28,8 @@ namespace pm {
 namespace {
 
 constexpr int kThreads = 256;
+static_assert(kThreads == kBruteQueriesPerBlock, "knn.h's brute_force_wins counts blocks of kThreads queries");
 constexpr int kLocalK = 16;                    // K up to this keeps the running top-K in local memory
-constexpr int64_t kBruteMaxPairs = 1LL << 28;  // below this many pairs per cloud, brute force wins
 constexpr int kSharedBytes = 48 * 1024;
 
 // Runs `search(top)` with the right running top-K (registers for K = 1, local memory for small K,
@@ -217,7 +219,9 @@ void knn_cuda_impl(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x
     return;
   }
   const at::Tensor xq = as_3d_points(x, x.scalar_type()), yq = as_3d_points(y, y.scalar_type());
-  if (N * M <= kBruteMaxPairs) {
+  int multiprocessors = 1;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, c10::cuda::current_device()));
+  if (brute_force_wins(x.size(0), N, M, multiprocessors)) {
     launch_brute<scalar_t, NORM, LOCAL>(xq, yq, xl, yl, K, dists, idx);
   } else {
     CudaSearch<scalar_t, NORM, LOCAL> search{xq, K, dists, idx};
