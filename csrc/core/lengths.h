@@ -18,6 +18,15 @@ inline at::Tensor checked_lengths(const at::Tensor& lengths, int64_t limit, cons
   return lengths.contiguous();
 }
 
+// Two lengths tensors of one op checked with a single synchronisation.
+inline void check_lengths_pair(const at::Tensor& a, int64_t a_limit, const char* a_name, const at::Tensor& b,
+                               int64_t b_limit, const char* b_name, const char* op) {
+  const at::Tensor ok = at::stack({a.ge(0).logical_and(a.le(a_limit)).all(), b.ge(0).logical_and(b.le(b_limit)).all()});
+  const at::Tensor host = ok.cpu();
+  TORCH_CHECK(host[0].item<bool>(), op, ": ", a_name, " values must lie in [0, ", a_limit, "]");
+  TORCH_CHECK(host[1].item<bool>(), op, ": ", b_name, " values must lie in [0, ", b_limit, "]");
+}
+
 // The lengths (int64, any device), checked, copied to the host.
 inline std::vector<int64_t> host_lengths(const at::Tensor& lengths, int64_t limit, const char* op, const char* name) {
   const at::Tensor l = lengths.cpu().contiguous();

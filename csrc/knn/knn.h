@@ -80,10 +80,24 @@ inline std::tuple<at::Tensor, at::Tensor> empty_knn_result(const at::Tensor& x, 
 // with `order` the flat indices b * N + i of the queries as a 1-D int64 tensor. knn_cuda.cu's
 // passes launch kernels; testing.cpp's run the CPU search engine below, so that CI without a GPU
 // runs this plan (torch.ops.pointmetrics_testing.knn_portable).
+//
+// On CUDA every readback waits for the device, so the plan reads it at most three times on the
+// grid path: the lengths of both clouds (checked here, the op's one policy) with the targets'
+// bounds; each grid the builder tries (one, unless the points crowd a few cells); the deferred
+// queries. The lengths are not checked before: a bad length only shapes masks until then.
 template <typename Search>
 void run_device_plan(const at::Tensor& xq, const at::Tensor& yq, const at::Tensor& xl, const at::Tensor& yl, int64_t K,
                      Search& search) {
-  const BatchGrid grid = build_grid_aten(yq, yl, K);
+  const at::Tensor rows = at::cat({cloud_bounds_rows(yq, yl), xl.to(at::kDouble).unsqueeze(1)}, 1).cpu();
+  const CloudBounds bounds = cloud_bounds_from(rows.narrow(1, 0, 7), yq.size(1), "knn", "y_lengths");
+  int64_t queries = 0;
+  for (int64_t b = 0; b < rows.size(0); ++b) {
+    const double n = rows[b][7].item<double>();
+    TORCH_CHECK(n >= 0 && n <= static_cast<double>(xq.size(1)), "knn: x_lengths values must lie in [0, ", xq.size(1),
+                "]");
+    queries += static_cast<int64_t>(n);
+  }
+  const BatchGrid grid = build_grid_aten(yq, yl, bounds, K);
   bool crowded = false;
   for (const GridParams& p : grid.params) crowded |= grid_is_crowded(p, K);
   if (crowded) {
@@ -91,7 +105,7 @@ void run_device_plan(const at::Tensor& xq, const at::Tensor& yq, const at::Tenso
     search.tree(tree, order_queries_aten(xq, xl, tree).contiguous());
     return;
   }
-  const at::Tensor far = search.grid(grid, order_queries_aten(xq, xl, grid).contiguous(), /*fallback=*/false);
+  const at::Tensor far = search.grid(grid, order_queries_aten(xq, xl, grid, queries).contiguous(), /*fallback=*/false);
   if (far.numel() == 0) return;
   int64_t points = 0;
   for (const GridParams& p : grid.params) points += p.num_points;

@@ -214,16 +214,18 @@ template <typename scalar_t, int NORM, bool LOCAL>
 void knn_cuda_impl(const at::Tensor& x, const at::Tensor& y, const at::Tensor& xl, const at::Tensor& yl, int64_t K,
                    at::Tensor& dists, at::Tensor& idx) {
   const int64_t N = x.size(1), M = y.size(1), D = x.size(2);
-  if (D > 3) {
-    launch_brute<scalar_t, NORM, LOCAL>(x, y, xl, yl, K, dists, idx);
-    return;
-  }
-  const at::Tensor xq = as_3d_points(x, x.scalar_type()), yq = as_3d_points(y, y.scalar_type());
   int multiprocessors = 1;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, c10::cuda::current_device()));
-  if (brute_force_wins(x.size(0), N, M, multiprocessors)) {
-    launch_brute<scalar_t, NORM, LOCAL>(xq, yq, xl, yl, K, dists, idx);
+  if (D > 3 || brute_force_wins(x.size(0), N, M, multiprocessors)) {
+    check_lengths_pair(xl, N, "x_lengths", yl, M, "y_lengths", "knn");  // the one synchronisation
+    if (D > 3) {
+      launch_brute<scalar_t, NORM, LOCAL>(x, y, xl, yl, K, dists, idx);
+    } else {
+      launch_brute<scalar_t, NORM, LOCAL>(as_3d_points(x, x.scalar_type()), as_3d_points(y, y.scalar_type()), xl, yl,
+                                          K, dists, idx);
+    }
   } else {
+    const at::Tensor xq = as_3d_points(x, x.scalar_type()), yq = as_3d_points(y, y.scalar_type());
     CudaSearch<scalar_t, NORM, LOCAL> search{xq, K, dists, idx};
     run_device_plan(xq, yq, xl, yl, K, search);
   }
@@ -238,10 +240,9 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x_in, const at::Te
   const c10::cuda::CUDAGuard guard(x_in.device());
   const at::Tensor x = x_in.to(dtype).contiguous();
   const at::Tensor y = y_in.to(dtype).contiguous();
-  // Out-of-range lengths are rejected in Python already; this guards direct op calls (one
-  // synchronisation).
-  const at::Tensor xl = checked_lengths(x_lengths, x.size(1), "knn", "x_lengths");
-  const at::Tensor yl = checked_lengths(y_lengths, y.size(1), "knn", "y_lengths");
+  // Out-of-range lengths are rejected in Python already; direct op calls are checked where the
+  // lengths are first read back (the brute-force pass here, the grid plan in knn.h).
+  const at::Tensor xl = x_lengths.contiguous(), yl = y_lengths.contiguous();
   at::Tensor dists, idx;
   std::tie(dists, idx) = empty_knn_result(x, K);
   AT_DISPATCH_FLOATING_TYPES(dtype, "knn_cuda", [&] {

@@ -51,11 +51,29 @@ bool refine_grid(GridParams& p, const double lo[3], const double hi[3], int64_t 
 
 // `points`: (B, M, 3) contiguous, float or double. Lengths give the valid prefix of each cloud.
 BatchGrid build_grid_cpu(const at::Tensor& points, const std::vector<int64_t>& lengths, int64_t K);
+
+// What the ATen builder needs on the host besides the points: each cloud's valid count and the box
+// of its valid points (+inf / -inf when empty), (B * 3) each.
+struct CloudBounds {
+  std::vector<int64_t> n;
+  std::vector<double> lo, hi;
+};
+// (B, 7) double rows lo, hi, length of (B, M, 3) points on their device: read back with whatever
+// else the caller needs in the same synchronisation, then handed to cloud_bounds_from, which
+// checks the lengths against `limit` (an error naming op and argument, as host_lengths gives).
+at::Tensor cloud_bounds_rows(const at::Tensor& points, const at::Tensor& lengths);
+CloudBounds cloud_bounds_from(const at::Tensor& rows, int64_t limit, const char* op, const char* name);
+
+// The ATen builder, with the bounds read back already, or reading them itself (one more
+// synchronisation). `lengths` stays on the points' device.
+BatchGrid build_grid_aten(const at::Tensor& points, const at::Tensor& lengths, const CloudBounds& bounds, int64_t K);
 BatchGrid build_grid_aten(const at::Tensor& points, const at::Tensor& lengths, int64_t K);
 
 // Flat indices b * N + i of the valid queries, sorted by the cell of the target grid they fall in,
-// so that consecutive queries touch the same cells. (B, N, 3) queries, (B,) lengths.
-at::Tensor order_queries_aten(const at::Tensor& queries, const at::Tensor& lengths, const BatchGrid& grid);
+// so that consecutive queries touch the same cells. (B, N, 3) queries, (B,) lengths; `total` the
+// number of valid queries if the caller knows it (else it is read back).
+at::Tensor order_queries_aten(const at::Tensor& queries, const at::Tensor& lengths, const BatchGrid& grid,
+                              int64_t total = -1);
 std::vector<int64_t> order_queries_cpu(const at::Tensor& queries, const std::vector<int64_t>& lengths,
                                        const BatchGrid& grid);
 
