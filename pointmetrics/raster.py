@@ -199,14 +199,19 @@ def rasterize(verts, faces, cameras: Cameras, image_size=512, face_lengths=None)
     return _unbatch(meshes, fragments)
 
 
+def _graph_zero(values: torch.Tensor) -> torch.Tensor:
+    """A scalar 0 in the graph of ``values``: their gradient is zero, not None. The sum of an empty
+    slice, not values.sum() * 0, which is NaN (and so is its gradient) when an unused vertex is NaN."""
+    return values.reshape(-1)[:0].sum()
+
+
 def _gather_corners(values: torch.Tensor, meshes: Meshes, face: torch.Tensor) -> torch.Tensor:
     """Per-pixel corner values (B, C, H, W, 3, D) of the visible face, from per-vertex values
     ``values`` (B, V, D) or (B, C, V, D); 0 for background."""
     B, C, H, W = face.shape
     if meshes.faces.shape[1] == 0:  # no faces, nothing visible: every pixel is background
         D = values.shape[-1]
-        # values.sum() * 0 keeps the result in the graph of the values (a zero gradient, not none)
-        return values.new_zeros(B, C, H, W, 3, D) + values.sum() * 0
+        return values.new_zeros(B, C, H, W, 3, D) + _graph_zero(values)
     vidx = meshes.faces.gather(1, face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, 3))  # (B, CHW, 3)
     vidx = vidx.reshape(B, C, H * W * 3)
     if values.ndim == 3:
@@ -222,7 +227,7 @@ def _visible_face_values(per_face: torch.Tensor, face: torch.Tensor) -> torch.Te
     B, C, H, W = face.shape
     D = per_face.shape[-1]
     if per_face.shape[1] == 0:  # no faces: background everywhere (and a zero gradient, as above)
-        return per_face.new_zeros(B, C, H, W, D) + per_face.sum() * 0
+        return per_face.new_zeros(B, C, H, W, D) + _graph_zero(per_face)
     out = per_face.gather(1, face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, D)).reshape(B, C, H, W, D)
     return torch.where((face >= 0)[..., None], out, 0.0)
 

@@ -349,3 +349,15 @@ def test_normal_map_error_of_an_empty_and_of_a_half_mesh():
         assert float(same.error) < 1e-3
         with pytest.warns(RuntimeWarning):
             pm.normal_map_error((verts, faces[:0]), (verts, faces), backend=backend, image_size=32)
+
+
+@pytest.mark.parametrize("shading", ["smooth", "flat"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_meshes_without_faces_and_a_nan_vertex_have_zero_gradients(shading, dtype):
+    """A mesh without faces renders background; its vertices, used by no face and NaN here, get a
+    zero gradient. (Found by test_properties: the zero kept in the graph was values.sum() * 0, NaN.)"""
+    v = torch.tensor([[float("nan"), 0.1, 0.2], [0.3, 0.1, 0.0]], dtype=dtype, requires_grad=True)
+    out = pm.render_normals(v, torch.zeros(0, 3, dtype=torch.int64), pm.human_cameras("icon2022"), image_size=8,
+                            shading=shading)
+    out.normals.float().sum().backward()
+    assert torch.equal(v.grad, torch.zeros_like(v)) and not out.mask.any()

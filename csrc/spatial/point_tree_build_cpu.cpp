@@ -122,8 +122,9 @@ void bounds(const Record<scalar_t>* r, int64_t n, double lo[3], double hi[3]) {
 // equal buckets finds the bucket holding the rank; one pass moves the records below, in and above
 // it into place (branch-free); nth_element then only sorts out that bucket. Buckets are a monotone
 // function of the coordinate, so a lower bucket means a smaller coordinate and the split is the
-// one nth_element alone would find. 3x faster than nth_element over the whole node, whose
-// comparisons are coin flips to the branch predictor.
+// one nth_element alone would find. nth_element over a whole node is slow because its comparisons
+// are coin flips to the branch predictor: with this, kd_order of the bunny's 69,451 triangle
+// centroids went from 13.4 to 9.8 ms on one thread (8.4 to 6.4 ms on two).
 template <typename scalar_t, typename Less>
 void select_rank(Record<scalar_t>* r, int64_t count, int64_t rank, int axis, double lo, double hi, const Less& less,
                  std::vector<Record<scalar_t>>& scratch) {
