@@ -108,12 +108,27 @@ MAX_RESULT_SLOTS = 2**31
 
 
 def check_result_size(B: int, N: int, K: int) -> None:
-    """A ValueError naming K when B x N x K neighbour slots would not fit in memory."""
-    if K > MAX_RESULT_SLOTS or B * N * K > MAX_RESULT_SLOTS:
+    """A ValueError naming K when B x N x K neighbour slots reach 2^31 (int32 indexing in the
+    kernels; 24 GiB of results)."""
+    if K >= MAX_RESULT_SLOTS or B * N * K >= MAX_RESULT_SLOTS:
         raise ValueError(
             f"K={K} asks for {B} x {N} x {K} = {B * N * K:.3g} neighbour slots ({B * N * K * 12 / 2**30:.3g} GiB), "
-            f"more than the {MAX_RESULT_SLOTS} allowed; use a smaller K"
+            f"at least the {MAX_RESULT_SLOTS} allowed; use a smaller K"
         )
+
+
+def allocating_results(B: int, N: int, K: int, run):
+    """run(), with a failure to allocate the B x N x K results reported as a ValueError naming K
+    (a RuntimeError from the allocator says nothing about which argument asked for too much)."""
+    try:
+        return run()
+    except RuntimeError as error:  # torch.OutOfMemoryError on CUDA, "can't allocate memory" on the CPU
+        if not isinstance(error, torch.OutOfMemoryError) and "allocate" not in str(error):
+            raise
+        raise ValueError(
+            f"K={K}: the {B} x {N} x {K} neighbour slots ({B * N * K * 12 / 2**30:.3g} GiB) do not fit in memory; "
+            f"use a smaller K"
+        ) from error
 
 
 def needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -171,7 +186,7 @@ def knn_points(
     pair = _checks.cloud_pair(x, y, x_lengths, y_lengths, checks)
     check_result_size(pair.x.shape[0], pair.x.shape[1], K)
     xb, xl, yb, yl, unbatched = _checks.measured_pair(pair, checks)
-    dists, idx = knn_core(xb, yb, xl, yl, K, norm)
+    dists, idx = allocating_results(xb.shape[0], xb.shape[1], K, lambda: knn_core(xb, yb, xl, yl, K, norm))
     nn = gather_neighbours(yb, idx) if return_nn else None
     if unbatched:
         return KNN(dists[0], idx[0], None if nn is None else nn[0])

@@ -135,10 +135,12 @@ def _per_pair(gb, gl, rb, rl, weight_net: LCDWeightNet) -> torch.Tensor:
     # The padding past the lengths may hold anything (NaN): replace it by 0 with torch.where
     # before any arithmetic, so that it reaches neither the weight network nor any gradient (a
     # NaN times a zero gradient is still NaN).
-    gb = torch.where(gt_valid[..., None], gb.to(param.dtype), 0.0)
-    rb = torch.where(rec_valid[..., None], rb.to(param.dtype), 0.0)
-    w_gt, w_rec = weight_net(gb, rb, gt_valid, rec_valid)
-    compute = compute_dtype(param.dtype)
+    # Distances in the points' own precision (float64 points against a float32 network keep
+    # distances far below float32's resolution of their coordinates), the network in its dtype.
+    compute = torch.promote_types(compute_dtype(param.dtype), compute_dtype(gb.dtype))
+    gb = torch.where(gt_valid[..., None], gb.to(compute), 0.0)
+    rb = torch.where(rec_valid[..., None], rb.to(compute), 0.0)
+    w_gt, w_rec = weight_net(gb.to(param.dtype), rb.to(param.dtype), gt_valid, rec_valid)
     sq_gt, _ = nearest_core(gb, rb, gl, rl)
     sq_rec, _ = nearest_core(rb, gb, rl, gl)
     weighted_gt = (w_gt.to(compute) * safe_sqrt(sq_gt.to(compute))).sum(1)
@@ -162,9 +164,9 @@ def lcd_loss(
     weights (as in the reference), and ``gt`` and the weight network.
 
     ``gt``, ``rec``: (B, N, 3) / (B, M, 3) with optional lengths, single clouds, or lists; N != M
-    is fine. An empty cloud gives NaN with a warning. The points are cast to the weight network's
-    dtype; weights, distances and sums are computed in float32 at least (float64 for a float64
-    network), and the result has the network's dtype.
+    is fine. An empty cloud gives NaN with a warning. The weight network sees the points in its own
+    dtype; distances, weights and sums are computed in float32 at least (float64 when the points or
+    the network are float64), and the result has the network's dtype.
     """
     _checks.check_choice(reduction, ("mean", None), "reduction")
     gb, gl, rb, rl, unbatched = _inputs(gt, rec, gt_lengths, rec_lengths, weight_net)

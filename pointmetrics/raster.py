@@ -209,7 +209,7 @@ def _gather_corners(values: torch.Tensor, meshes: Meshes, face: torch.Tensor) ->
     """Per-pixel corner values (B, C, H, W, 3, D) of the visible face, from per-vertex values
     ``values`` (B, V, D) or (B, C, V, D); 0 for background."""
     B, C, H, W = face.shape
-    if meshes.faces.shape[1] == 0:  # no faces, nothing visible: every pixel is background
+    if meshes.faces.shape[1] == 0 or meshes.verts.shape[1] == 0:  # nothing visible: every pixel is background
         D = values.shape[-1]
         return values.new_zeros(B, C, H, W, 3, D) + _graph_zero(values)
     vidx = meshes.faces.gather(1, face.clamp(min=0).reshape(B, -1, 1).expand(-1, -1, 3))  # (B, CHW, 3)
@@ -267,6 +267,8 @@ def _batch_face_cross(meshes: Meshes) -> torch.Tensor:
     padding past ``face_lengths``); differentiable."""
     B, V, _ = meshes.verts.shape
     F = meshes.faces.shape[1]
+    if V == 0:  # no vertices, so every face is padding (and has no corner to read): all zero
+        return meshes.verts.new_zeros(B, F, 3) + _graph_zero(meshes.verts)
     offsets = V * torch.arange(B, device=meshes.faces.device).view(B, 1, 1)
     valid = valid_mask(meshes.face_lengths, F)
     flat_faces = torch.where(valid[..., None], meshes.faces + offsets, offsets).reshape(B * F, 3)
@@ -304,6 +306,8 @@ def vertex_normals(verts, faces, weighting: str = "area", face_lengths=None) -> 
 def _vertex_normals(meshes: Meshes, weighting: str) -> torch.Tensor:
     B, V, _ = meshes.verts.shape
     F = meshes.faces.shape[1]
+    if V == 0:  # no vertex to give a normal (and index_add's backward cannot index an empty tensor)
+        return meshes.verts.new_zeros(B, 0, 3) + _graph_zero(meshes.verts)
     tri = meshes.triangles()  # (B, F, 3, 3)
     valid = valid_mask(meshes.face_lengths, F).to(tri.dtype)
     cross = _batch_face_cross(meshes)  # exactly zero for degenerate faces, which then contribute nothing

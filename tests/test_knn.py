@@ -283,3 +283,21 @@ def test_cuda_brute_force_choice_keeps_the_gpu_busy():
     assert uses_brute(1, 2048, 2048, 132)  # a short scan per thread
     assert uses_brute(1, 100_000, 2000, 132)
     assert not uses_brute(64, 2**15, 2**14, 132)  # past the pair limit
+
+
+def test_results_that_cannot_be_allocated_raise_naming_k():
+    """K at the 2^31-slot limit, and results that do not fit in the memory left, are ValueErrors
+    naming K, not allocator crashes (found by test_properties: K = 2^31 against an empty cloud)."""
+    import resource
+
+    x, y = torch.rand(1, 1, 1), torch.rand(1, 0, 1)
+    with pytest.raises(ValueError, match="K="):
+        pm.knn_points(x, y, K=2**31)
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (used + (2 << 30), hard))  # 2 GiB left for this call
+    try:
+        with pytest.raises(ValueError, match="do not fit in memory"):
+            pm.knn_points(x, y, K=2**30)  # 12 GiB of results
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

@@ -161,3 +161,18 @@ def test_adversarial_step_names_the_empty_cloud():
         pm.lcd_adversarial_step(x, x, n, n.optimizer(), rec_lengths=torch.tensor([0, 4]))
     with pytest.raises(ValueError, match=r"rec has an empty cloud"):
         pm.lcd_adversarial_step([x[0]], [x[0, :0]], n, n.optimizer())
+
+
+def test_float64_points_keep_their_precision_against_a_float32_network(gen):
+    """Distances are taken in the points' precision: float32 and float64 copies of the same points
+    (1e-8 apart after rounding) are not at distance 0 (found by test_properties)."""
+    torch.manual_seed(0)
+    net = pm.LCDWeightNet()
+    rec = torch.rand(1, 5, 3, generator=gen, dtype=torch.float64) * 1e-8
+    gt = rec.float()
+    got = pm.lcd_loss(gt, rec, net, reduction=None)
+    d = (gt.double()[0, :, None] - rec[0, None]).norm(dim=-1)
+    w_gt, w_rec = net(gt, rec.float(), torch.ones(1, 5, dtype=torch.bool), torch.ones(1, 5, dtype=torch.bool))
+    want = 0.5 * ((w_gt[0].double() * d.min(1).values).sum() + (w_rec[0].double() * d.min(0).values).sum())
+    assert float(want) > 0
+    torch.testing.assert_close(got[0].double(), want, rtol=1e-5, atol=0)

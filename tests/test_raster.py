@@ -361,3 +361,15 @@ def test_meshes_without_faces_and_a_nan_vertex_have_zero_gradients(shading, dtyp
                             shading=shading)
     out.normals.float().sum().backward()
     assert torch.equal(v.grad, torch.zeros_like(v)) and not out.mask.any()
+
+
+@pytest.mark.parametrize("shading", ["smooth", "flat"])
+@pytest.mark.parametrize("weighting", ["area", "angle"])
+def test_meshes_without_vertices_but_with_padding_faces(shading, weighting):
+    """No vertex, one padding face (face_lengths 0): background, and a gradient (found by
+    test_properties: the padding face's corners were read from the empty vertex array)."""
+    v = torch.zeros(1, 0, 3, dtype=torch.float64, requires_grad=True)
+    out = pm.render_normals(v, torch.zeros(1, 1, 3, dtype=torch.int64), pm.human_cameras("icon2022"), image_size=4,
+                            shading=shading, weighting=weighting, face_lengths=torch.tensor([0]))
+    out.normals.sum().backward()
+    assert not out.mask.any() and v.grad.shape == (1, 0, 3)

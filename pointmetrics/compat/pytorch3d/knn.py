@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 
 from ... import _checks
-from ...knn import check_result_size, knn_core
+from ...knn import allocating_results, check_result_size, knn_core
 
 
 class _KNN(NamedTuple):
@@ -86,7 +86,7 @@ def knn_points(
     pair = _checks.cloud_pair(p1, p2, lengths1, lengths2, checks, ("p1", "p2"))
     check_result_size(pair.x.shape[0], pair.x.shape[1], K)
     x, xl, y, yl, _ = _checks.measured_pair(pair, checks)
-    dists, idx = knn_core(x, y, xl, yl, K, norm)
+    dists, idx = allocating_results(x.shape[0], x.shape[1], K, lambda: knn_core(x, y, xl, yl, K, norm))
     idx = idx.clamp(min=0)  # PyTorch3D pads with index 0
     nn = _gather_masked(p2, idx, yl) if return_nn else None
     return _KNN(dists, idx, nn)
