@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 
 import pointmetrics as pm
 from pointmetrics import reference as ref
+from pointmetrics.mesh import face_cross
 
 EXAMPLES = int(os.environ.get("POINTMETRICS_PROPERTY_EXAMPLES", "40"))  # examples per test
 CALL_TIMEOUT = 30.0  # seconds one library call may take before it counts as a hang
@@ -1181,13 +1182,13 @@ def single_mesh_cases(draw):
 
 
 def face_areas64(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """Face areas in float64; a face with a repeated vertex index has area exactly 0 (its cross
-    product is rounding noise, which the library rightly treats as zero)."""
+    """Face areas in float64 as the library defines degeneracy (pointmetrics.mesh.face_cross): a
+    face with a repeated vertex index, or whose cross product lies within its rounding-error bound
+    (identical or collinear corners), has area exactly 0. The plain cross product of a planted
+    collinear face is rounding noise, which made the oracle call it positive (found by a sweep)."""
     if f.shape[0] == 0:
         return torch.zeros(0, dtype=torch.float64)
-    area = 0.5 * torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=1).norm(dim=1)
-    repeated = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 0] == f[:, 2])
-    return torch.where(repeated, 0.0, area)
+    return 0.5 * face_cross(v.double(), f).norm(dim=1)
 
 
 @SETTINGS
@@ -1776,7 +1777,8 @@ def test_ddm_p2p(pair, K, repeat, std, beta, weighted, seed):
     # oracle: the same queries (the same generator draws), fields from float64 brute force
     B, M, D = y.values.shape
     g = torch.Generator().manual_seed(seed)
-    tb = y.values.to(y.dtype)
+    # as ddm_p2p: noise drawn in the compute dtype (float32 at least), added to the targets in it
+    tb = y.values.to(y.dtype).to(torch.promote_types(y.dtype, torch.float32))
     noise = (torch.randn((B, M, repeat, D), generator=g, dtype=tb.dtype) * std)
     per = []
     for b in range(B):
