@@ -318,10 +318,16 @@ def _vertex_normals(meshes: Meshes, weighting: str) -> torch.Tensor:
         unit = cross / length.clamp(min=torch.finfo(cross.dtype).tiny)
         ok = valid * (length[..., 0] > 0).to(tri.dtype)
         angles = []
+        tri64 = tri.double()  # a tiny face's squared sine and cosine underflow in float32
         for k in range(3):
-            u = tri[..., (k + 1) % 3, :] - tri[..., k, :]
-            v = tri[..., (k + 2) % 3, :] - tri[..., k, :]
-            angles.append(torch.atan2(torch.linalg.cross(u, v, dim=-1).norm(dim=-1), (u * v).sum(-1)))
+            u = tri64[..., (k + 1) % 3, :] - tri64[..., k, :]
+            v = tri64[..., (k + 2) % 3, :] - tri64[..., k, :]
+            sine, cosine = torch.linalg.cross(u, v, dim=-1).norm(dim=-1), (u * v).sum(-1)
+            # atan2's gradient divides by sine^2 + cosine^2: where that is 0 (a zero edge) it is NaN,
+            # which the zero weight of such a face would not cancel (0 * NaN)
+            corner = sine * sine + cosine * cosine > 0
+            angle = torch.where(corner, torch.atan2(sine, torch.where(corner, cosine, 1.0)), 0.0)
+            angles.append(angle.to(tri.dtype))
         weight = torch.stack(angles, dim=-1) * ok[..., None]  # (B, F, 3)
         per_corner = weight.unsqueeze(-1) * unit.unsqueeze(2)
     summed = torch.zeros(B, V, 3, dtype=tri.dtype, device=tri.device)

@@ -373,3 +373,15 @@ def test_meshes_without_vertices_but_with_padding_faces(shading, weighting):
                             shading=shading, weighting=weighting, face_lengths=torch.tensor([0]))
     out.normals.sum().backward()
     assert not out.mask.any() and v.grad.shape == (1, 0, 3)
+
+
+def test_angle_weighted_normals_of_a_tiny_face_have_finite_gradients():
+    """Corners one float32 ulp apart (a tetrahedron at 1e-3 with a tiny face): a corner's sine and
+    cosine square to 0 in float32, where atan2's gradient is NaN (found by test_properties)."""
+    a, b = -0.00039999998989515007, -0.0003999999025836587
+    v = torch.tensor([[a, a, a], [a, b, a], [b, b, b], [a, a, 0.0006000000284984708]], dtype=torch.float32,
+                     requires_grad=True)
+    f = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    n = pm.vertex_normals(v, f, weighting="angle")
+    n.sum().backward()
+    assert torch.isfinite(v.grad).all()
