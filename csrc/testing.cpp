@@ -239,23 +239,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_tiles_portable(const at
                                                                         const at::Tensor& faces_in,
                                                                         const at::Tensor& face_lengths_in,
                                                                         int64_t height, int64_t width) {
-  check_raster_inputs(clip_in, faces_in, face_lengths_in, height, width);
-  const at::Tensor clip = clip_in.contiguous(), faces = faces_in.contiguous();
-  const at::Tensor face_lengths = face_lengths_in.contiguous();
-  const int64_t B = clip.size(0), C = clip.size(1), F = faces.size(1);
-  RasterOutput out = allocate_raster_output(clip, height, width);
-  const int64_t pixels = B * C * height * width;
-  std::vector<uint64_t> zbuf(pixels, kEmptyKey);
-  AT_DISPATCH_FLOATING_TYPES(clip.scalar_type(), "rasterize_tiles_portable", [&] {
-    const RasterInput<scalar_t> in{clip.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(),
-                                   face_lengths.data_ptr<int64_t>(), C, clip.size(2), F, height, width};
-    const int64_t items = B * C * F;
+  const RasterCall call = prepare_raster(clip_in, faces_in, face_lengths_in, height, width);
+  const RasterOutput& out = call.out;
+  std::vector<uint64_t> zbuf(call.pixels(), kEmptyKey);
+  AT_DISPATCH_FLOATING_TYPES(call.clip.scalar_type(), "rasterize_tiles_portable", [&] {
+    const RasterInput<scalar_t> in = call.input<scalar_t>();
+    const int64_t items = call.B * call.C * call.F;
     std::vector<int64_t> end_of(items);
     int64_t total = 0;
     for (int64_t item = 0; item < items; ++item) end_of[item] = total += item_tiles(in, item);
     auto keep_min = [](uint64_t* word, uint64_t key) { *word = std::min(*word, key); };
     for (int64_t work = 0; work < total; ++work) draw_tile(in, end_of.data(), items, work, zbuf.data(), keep_min);
-    for (int64_t p = 0; p < pixels; ++p) {
+    for (int64_t p = 0; p < call.pixels(); ++p) {
       resolve_pixel(in, p, zbuf[p], out.face.data_ptr<int64_t>(), out.bary.data_ptr<scalar_t>(),
                     out.depth.data_ptr<scalar_t>());
     }

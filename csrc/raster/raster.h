@@ -241,10 +241,30 @@ struct RasterOutput {
   at::Tensor depth;  // (B, C, H, W) NDC depth, +inf there
 };
 
-inline RasterOutput allocate_raster_output(const at::Tensor& clip, int64_t height, int64_t width) {
+// One call of the op: its arguments checked and made contiguous, and its outputs allocated, as
+// every backend (and testing.cpp's portable driver) starts.
+struct RasterCall {
+  at::Tensor clip, faces, face_lengths;
+  RasterOutput out;
+  int64_t B, C, F, H, W;
+
+  int64_t pixels() const { return B * C * H * W; }
+  template <typename scalar_t>
+  RasterInput<scalar_t> input() const {
+    return RasterInput<scalar_t>{clip.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(), face_lengths.data_ptr<int64_t>(),
+                                 C, clip.size(2), F, H, W};
+  }
+};
+
+inline RasterCall prepare_raster(const at::Tensor& clip, const at::Tensor& faces, const at::Tensor& face_lengths,
+                                 int64_t height, int64_t width) {
+  check_raster_inputs(clip, faces, face_lengths, height, width);
   const int64_t B = clip.size(0), C = clip.size(1);
-  return {at::empty({B, C, height, width}, clip.options().dtype(at::kLong)),
-          at::empty({B, C, height, width, 3}, clip.options()), at::empty({B, C, height, width}, clip.options())};
+  RasterOutput out{at::empty({B, C, height, width}, clip.options().dtype(at::kLong)),
+                   at::empty({B, C, height, width, 3}, clip.options()),
+                   at::empty({B, C, height, width}, clip.options())};
+  return RasterCall{clip.contiguous(), faces.contiguous(), face_lengths.contiguous(), out, B, C, faces.size(1),
+                    height, width};
 }
 
 }  // namespace pm

@@ -52,21 +52,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_triangles_cpu(const at:
                                                                        const at::Tensor& faces_in,
                                                                        const at::Tensor& face_lengths_in,
                                                                        int64_t height, int64_t width) {
-  check_raster_inputs(clip_in, faces_in, face_lengths_in, height, width);
-  const at::Tensor clip = clip_in.contiguous(), faces = faces_in.contiguous();
-  const at::Tensor face_lengths = face_lengths_in.contiguous();
-  const int64_t B = clip.size(0), C = clip.size(1);
-  RasterOutput out = allocate_raster_output(clip, height, width);
-  at::Tensor zbuf = at::full({B * C * height * width}, -1, clip.options().dtype(at::kLong));
-  AT_DISPATCH_FLOATING_TYPES(clip.scalar_type(), "rasterize_triangles_cpu", [&] {
-    const RasterInput<scalar_t> in{clip.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(),
-                                   face_lengths.data_ptr<int64_t>(), C, clip.size(2), faces.size(1), height, width};
+  const RasterCall call = prepare_raster(clip_in, faces_in, face_lengths_in, height, width);
+  at::Tensor zbuf = at::full({call.pixels()}, -1, call.clip.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(call.clip.scalar_type(), "rasterize_triangles_cpu", [&] {
+    const RasterInput<scalar_t> in = call.input<scalar_t>();
     uint64_t* z = reinterpret_cast<uint64_t*>(zbuf.data_ptr<int64_t>());
-    draw_faces(in, B * C, z);
-    resolve_pixels(in, B * C, z, out.face.data_ptr<int64_t>(), out.bary.data_ptr<scalar_t>(),
-                   out.depth.data_ptr<scalar_t>());
+    draw_faces(in, call.B * call.C, z);
+    resolve_pixels(in, call.B * call.C, z, call.out.face.data_ptr<int64_t>(), call.out.bary.data_ptr<scalar_t>(),
+                   call.out.depth.data_ptr<scalar_t>());
   });
-  return {out.face, out.bary, out.depth};
+  return {call.out.face, call.out.bary, call.out.depth};
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CPU, m) { m.impl("rasterize_triangles", &rasterize_triangles_cpu); }

@@ -52,22 +52,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize_triangles_cuda(const at
                                                                         const at::Tensor& faces_in,
                                                                         const at::Tensor& face_lengths_in,
                                                                         int64_t height, int64_t width) {
-  check_raster_inputs(clip_in, faces_in, face_lengths_in, height, width);
   const c10::cuda::CUDAGuard guard(clip_in.device());
-  const at::Tensor clip = clip_in.contiguous(), faces = faces_in.contiguous();
-  const at::Tensor face_lengths = face_lengths_in.contiguous();
-  const int64_t B = clip.size(0), C = clip.size(1), F = faces.size(1);
-  RasterOutput out = allocate_raster_output(clip, height, width);
-  const int64_t pixels = B * C * height * width;
-  at::Tensor zbuf = at::full({pixels}, -1, clip.options().dtype(at::kLong));
+  const RasterCall call = prepare_raster(clip_in, faces_in, face_lengths_in, height, width);
+  const int64_t B = call.B, C = call.C, F = call.F, pixels = call.pixels();
+  const RasterOutput& out = call.out;
+  at::Tensor zbuf = at::full({pixels}, -1, call.clip.options().dtype(at::kLong));
   auto stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(clip.scalar_type(), "rasterize_triangles_cuda", [&] {
-    const RasterInput<scalar_t> in{clip.data_ptr<scalar_t>(), faces.data_ptr<int64_t>(),
-                                   face_lengths.data_ptr<int64_t>(), C, clip.size(2), F, height, width};
+  AT_DISPATCH_FLOATING_TYPES(call.clip.scalar_type(), "rasterize_triangles_cuda", [&] {
+    const RasterInput<scalar_t> in = call.input<scalar_t>();
     auto* z = reinterpret_cast<uint64_t*>(zbuf.data_ptr<int64_t>());
     const int64_t items = B * C * F;
     if (items > 0) {
-      at::Tensor tiles = at::empty({items}, clip.options().dtype(at::kLong));
+      at::Tensor tiles = at::empty({items}, call.clip.options().dtype(at::kLong));
       count_tiles<scalar_t><<<blocks_for(items), kThreads, 0, stream>>>(in, items, tiles.data_ptr<int64_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       const at::Tensor end_of = tiles.cumsum(0);
