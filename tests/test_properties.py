@@ -1410,7 +1410,7 @@ def test_psnr(spec, mask_kind, data_range, per_image):
     elif mask_kind == "zeros":
         mask = torch.zeros(shape, dtype=torch.bool)
     elif mask_kind == "bad":
-        mask = torch.ones(tuple(s + 1 for s in shape))
+        mask = torch.ones(tuple(s + 2 for s in shape))  # +1 would broadcast against a 0-size dimension
     dim = tuple(range(1, a.dim())) if per_image and a.dim() >= 2 else None
     empty = a.numel() == 0
     out = call(lambda: pm.psnr(pred, target, mask=mask, data_range=data_range, dim=dim),
