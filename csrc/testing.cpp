@@ -17,6 +17,9 @@
 //   winding_number_portable     mesh_tree.h's winding_number one query at a time, the CUDA kernel's,
 //                               vs the CPU's eight-query version (winding_lanes.h): the same bits
 //                               (tests/test_mesh_portable.py)
+//   auction_assignment_portable the CUDA auction's batch layout, device price tree and bounded
+//                               launches (emd/auction_batch.h, auction_rounds.h) as CPU loops, vs
+//                               the CPU op's solve (tests/test_emd.py)
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -27,6 +30,7 @@
 
 #include "core/lengths.h"
 #include "downsample/greedy.h"
+#include "emd/auction_batch.h"
 #include "knn/knn.h"
 #include "mesh/mesh.h"
 #include "mesh/mesh_tree.h"
@@ -276,6 +280,8 @@ TORCH_LIBRARY(pointmetrics_testing, m) {
   m.def("brute_nearest(Tensor x, Tensor y) -> Tensor");
   m.def("rasterize_tiles_portable(Tensor clip, Tensor faces, Tensor face_lengths, int height, int width) -> "
         "(Tensor, Tensor, Tensor)");
+  m.def("auction_assignment_portable(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int p, float rel_tol, "
+        "int max_rounds, int launch_work) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("knn_uses_brute_force(int B, int N, int M, int multiprocessors) -> bool", &knn_uses_brute_force);
   m.def("constant(str name) -> int", &constant);  // no tensor to dispatch on: one kernel for every device
 }
@@ -288,6 +294,7 @@ TORCH_LIBRARY_IMPL(pointmetrics_testing, CPU, m) {
   m.impl("winding_number_portable", &winding_number_portable);
   m.impl("brute_nearest", &brute_nearest);
   m.impl("rasterize_tiles_portable", &rasterize_tiles_portable);
+  m.impl("auction_assignment_portable", &auction_assignment_portable);
 }
 
 }  // namespace pm

@@ -238,3 +238,72 @@ def test_half_inputs_are_measured_in_float32(gen, device, dtype):
     single = pm.earth_movers_distance(x.float(), y.float(), p=1)
     assert half.distance.dtype == torch.float32
     torch.testing.assert_close(half.distance, single.distance, rtol=1e-6, atol=0)
+
+
+# The CUDA auction (emd_cuda.cu) lays the batch out in device arrays, builds the price trees with
+# the device builder and runs the rounds as kernels that stop after a bounded amount of work and
+# resume. Its portable driver runs the same steps on the CPU: it must return the CPU op's
+# assignment and every statistic bit for bit, whatever the launch budget.
+auction = torch.ops.pointmetrics.auction_assignment
+auction_portable = torch.ops.pointmetrics_testing.auction_assignment_portable
+
+
+def assert_same_auction(args, launch_work):
+    want = auction(*args)
+    got = auction_portable(*args, launch_work)
+    names = ["assignment", "cost", "lower_bound", "eps", "rounds", "phases", "complete"]
+    for name, w, g in zip(names, want, got):
+        assert w.dtype == g.dtype and torch.equal(w, g), name
+    return want
+
+
+@pytest.mark.parametrize("kind", ["uniform", "clusters", "duplicates", "plane", "features"])
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("launch_work", [1, 97, 1 << 40])
+def test_device_schedule_gives_the_cpu_assignment(gen, kind, p, launch_work):
+    x, y = clouds(kind, gen, 120)
+    args = (x[None].contiguous(), y[None].contiguous(), torch.tensor([120]), torch.tensor([120]), p, 1e-3, 10**7)
+    assert_same_auction(args, launch_work)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("D", [1, 3, 4])
+def test_device_schedule_on_ragged_batches(gen, dtype, D):
+    """Unequal sizes either way (y bids for x where x is larger), empty sets on either side."""
+    x, xl = ragged(gen, 6, 70, D, dtype)
+    y, yl = ragged(gen, 6, 90, D, dtype)
+    xl[1], yl[2], xl[3], yl[3] = 0, 0, 70, 20
+    for p in (1, 2):
+        want = assert_same_auction((x, y, xl, yl, p, 1e-2, 10**7), 50)
+        assert bool(want[6].all())
+
+
+def test_device_schedule_on_collapsed_sets(gen):
+    x = torch.rand(1, 1, 3, generator=gen, dtype=torch.float64).expand(1, 150, 3).contiguous()
+    y = torch.rand(1, 170, 3, generator=gen, dtype=torch.float64)
+    for bidders_first in (True, False):
+        a, b = (x, y) if bidders_first else (y, x)
+        args = (a, b, torch.tensor([a.size(1)]), torch.tensor([b.size(1)]), 1, 1e-3, 10**7)
+        assert_same_auction(args, 200)
+
+
+def test_device_schedule_out_of_rounds_returns_the_same_partial_state(gen):
+    x, y = clouds("uniform", gen, 200)
+    for max_rounds in (1, 2, 40):
+        args = (x[None], y[None], torch.tensor([200]), torch.tensor([200]), 1, 1e-3, max_rounds)
+        want = assert_same_auction(args, 7)
+        assert not bool(want[6].all())
+
+
+def test_device_schedule_reports_non_finite_costs_as_the_cpu_does():
+    x = torch.rand(1, 8, 3, dtype=torch.float64)
+    x[0, 3, 1] = float("nan")
+    args = (x, torch.rand(1, 8, 3, dtype=torch.float64), torch.tensor([8]), torch.tensor([8]), 1, 1e-3, 1000)
+    for op in (auction, lambda *a: auction_portable(*a, 10)):
+        with pytest.raises(RuntimeError, match="not finite"):
+            op(*args)
+    huge = (torch.rand(1, 8, 3, dtype=torch.float64) * 1e160, torch.rand(1, 8, 3, dtype=torch.float64))
+    args = (*huge, torch.tensor([8]), torch.tensor([8]), 2, 1e-3, 1000)
+    for op in (auction, lambda *a: auction_portable(*a, 10)):
+        with pytest.raises(RuntimeError, match="not finite"):
+            op(*args)

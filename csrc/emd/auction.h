@@ -144,4 +144,51 @@ PM_HD TopTwo cheapest_objects(const PriceTreeView<scalar_t>& t, const scalar_t* 
   return top;
 }
 
+// Bidder xi's best two objects (want == 2) or its cheapest one (want == 1) at the given prices:
+// through the price tree when there is one (tree.n > 0), else by scanning all m objects.
+template <int P, typename scalar_t>
+PM_HD TopTwo best_objects(const PriceTreeView<scalar_t>& tree, const scalar_t* xi, const scalar_t* objects, int D,
+                          int64_t m, const double* prices, int want) {
+  if (tree.n > 0) return cheapest_objects<P>(tree, xi, prices, want);
+  return scan_top_two<P>(xi, objects, D, m, prices);
+}
+
+// The price of the object in `slot` has risen: refresh the smallest price of its leaf and of the
+// leaf's ancestors in min_price (the array tree.min_price points to).
+template <typename scalar_t>
+PM_HD void raise_min_price(const PriceTreeView<scalar_t>& tree, double* min_price, int64_t slot,
+                           const double* prices) {
+  int64_t node = tree.leaves + slot / kLeafSize;
+  const int64_t begin = (node - tree.leaves) * kLeafSize;
+  const int64_t end = begin + kLeafSize < tree.n ? begin + kLeafSize : tree.n;
+  double low = std::numeric_limits<double>::infinity();
+  for (int64_t s = begin; s < end; ++s) low = prices[tree.idx[s]] < low ? prices[tree.idx[s]] : low;
+  min_price[node] = low;
+  for (node /= 2; node >= 1; node /= 2) {
+    const double left = min_price[2 * node], right = min_price[2 * node + 1];
+    const double up = right < left ? right : left;
+    if (up == min_price[node]) break;  // prices only rise: nothing above changes either
+    min_price[node] = up;
+  }
+}
+
+// The smallest and largest coordinate so far along one axis; a NaN coordinate makes both NaN, so
+// that the cost bound built from them reports it (std::min and std::max would skip it).
+PM_HD void widen(double v, double& lo, double& hi) {
+  if (v != v) {
+    lo = hi = v;
+  } else if (lo == lo) {
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+}
+
+// An upper bound on every cost between points in the box [lo, hi]^D: its diagonal, to the power P.
+template <int P>
+PM_HD double box_cost_bound(const double* lo, const double* hi, int D) {
+  double diagonal2 = 0.0;
+  for (int d = 0; d < D; ++d) diagonal2 = add(diagonal2, mul(sub(hi[d], lo[d]), sub(hi[d], lo[d])));
+  return P == 2 ? diagonal2 : std::sqrt(diagonal2);
+}
+
 }  // namespace pm

@@ -61,7 +61,7 @@ inline void check_auction_args(const at::Tensor& x, const at::Tensor& y, const a
   TORCH_CHECK(max_rounds >= 1, "auction_assignment: max_rounds must be at least 1");
 }
 
-// The CPU solve; the CUDA entry copies the points to the host and calls it.
+// The CPU solve (emd_cuda.cu runs the same schedule on the device, auction_batch.h).
 AuctionResult auction_assignment_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
                                      const at::Tensor& y_lengths, int64_t p, double rel_tol, int64_t max_rounds);
 

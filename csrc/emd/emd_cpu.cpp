@@ -41,43 +41,27 @@ struct Problem {
 
   // An upper bound on every cost: the diagonal of the box around both sets, to the power P.
   double largest_cost() const {
-    double diagonal2 = 0.0;
+    std::vector<double> lo(D, std::numeric_limits<double>::infinity()), hi(D, -std::numeric_limits<double>::infinity());
     for (int d = 0; d < D; ++d) {
-      double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-      for (int64_t i = 0; i < n; ++i) lo = std::min(lo, double(bidders[i * D + d])), hi = std::max(hi, double(bidders[i * D + d]));
-      for (int64_t j = 0; j < m; ++j) lo = std::min(lo, double(objects[j * D + d])), hi = std::max(hi, double(objects[j * D + d]));
-      diagonal2 = add(diagonal2, mul(sub(hi, lo), sub(hi, lo)));
+      for (int64_t i = 0; i < n; ++i) widen(static_cast<double>(bidders[i * D + d]), lo[d], hi[d]);
+      for (int64_t j = 0; j < m; ++j) widen(static_cast<double>(objects[j * D + d]), lo[d], hi[d]);
     }
-    return P == 2 ? diagonal2 : std::sqrt(diagonal2);
+    return box_cost_bound<P>(lo.data(), hi.data(), D);
   }
 
   // Best two objects of bidder i (a dummy for i >= n) at the current prices.
   TopTwo top_two(int64_t i, const std::vector<double>& prices) const {
-    const scalar_t* xi = i < n ? bidders + i * D : nullptr;
-    if (tree.n > 0) return cheapest_objects<P>(tree, xi, prices.data(), 2);
-    return scan_top_two<P>(xi, objects, D, m, prices.data());
+    return best_objects<P>(tree, i < n ? bidders + i * D : nullptr, objects, D, m, prices.data(), 2);
   }
 
   // min_j (c_ij + p_j): bidder i's term of the dual bound.
   double cheapest(int64_t i, const std::vector<double>& prices) const {
-    const scalar_t* xi = i < n ? bidders + i * D : nullptr;
-    if (tree.n > 0) return -cheapest_objects<P>(tree, xi, prices.data(), 1).v1;
-    return -scan_top_two<P>(xi, objects, D, m, prices.data()).v1;
+    return -best_objects<P>(tree, i < n ? bidders + i * D : nullptr, objects, D, m, prices.data(), 1).v1;
   }
 
-  // A raised price: refresh the smallest price of the object's leaf and of its ancestors.
+  // A raised price: refresh the smallest prices in the tree.
   void raise(int64_t j, const std::vector<double>& prices) {
-    if (tree.n == 0) return;
-    int64_t node = tree.leaves + slot_of[j] / kLeafSize;
-    const int64_t begin = (node - tree.leaves) * kLeafSize, end = std::min(begin + kLeafSize, tree.n);
-    double low = std::numeric_limits<double>::infinity();
-    for (int64_t s = begin; s < end; ++s) low = std::min(low, prices[tree.idx[s]]);
-    min_price[node] = low;
-    for (node /= 2; node >= 1; node /= 2) {
-      const double up = std::min(min_price[2 * node], min_price[2 * node + 1]);
-      if (up == min_price[node]) break;  // prices only rise: nothing above changes either
-      min_price[node] = up;
-    }
+    if (tree.n > 0) raise_min_price(tree, min_price.data(), slot_of[j], prices.data());
   }
 
   void reset_prices(std::vector<double>& prices) {

@@ -1,25 +1,131 @@
-// CUDA entry of the auction assignment op. The solve runs on the host: the Gauss-Seidel auction
-// of emd_cpu.cpp is sequential by design (that is what keeps collapsed and duplicated point sets
-// from taking a round per point), and the earlier one-block-per-problem Jacobi kernel had neither
-// its termination guarantee nor any run on a GPU. Copying the points (24 bytes each) and the
-// assignment back costs little against the solve, and CUDA returns exactly the CPU's assignment.
-// A device auction that reproduces this schedule is future work (see the README's EMD section).
+// CUDA auction assignment: BatchAuction (auction_batch.h) with its device steps as kernels, one
+// block per problem. In a round the block's threads compute the queued bidders' bids in parallel
+// (each a search of the price tree, on the device), then one thread applies them in queue order,
+// recomputing the stale ones: emd_cpu.cpp's schedule step for step (auction_rounds.h), so CUDA
+// returns the CPU's assignment. A launch stops after the round in which its problem has applied
+// kLaunchWork bids and the host launches again, so no launch runs long enough for a display
+// watchdog; the host reads the problems' counters once per launch.
+//
+// Where the time goes: the rounds of a phase depend on each other (each bid sees the prices that
+// the bids before it left), and late rounds have a few bidders each, so one problem's solve is a
+// chain of short rounds whatever the number of threads; a batch's problems run side by side on
+// separate multiprocessors. bench_gpu.py measures it.
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "emd.h"
+#include "auction_batch.h"
 
 namespace pm {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kLaunchWork = int64_t(1) << 16;  // bids one problem applies per launch (about 10 ms)
+
+template <int P, typename scalar_t>
+__global__ void start_phase_kernel(AuctionArrays<scalar_t> a, const int64_t* active) {
+  AuctionProblem<P, scalar_t> problem(a, active[blockIdx.x]);
+  for (int64_t j = threadIdx.x; j < problem.m; j += blockDim.x) problem.start_slot(j);
+  if (threadIdx.x == 0) problem.start_counters();
+}
+
+template <int P, typename scalar_t>
+__global__ void rounds_kernel(AuctionArrays<scalar_t> a, const int64_t* active, const double* eps_of,
+                              int64_t max_rounds, int64_t work_budget) {
+  const int64_t b = active[blockIdx.x];
+  AuctionProblem<P, scalar_t> problem(a, b);
+  const double eps = eps_of[b];
+  __shared__ int64_t queued_shared;  // this round's queue length; 0 ends the launch
+  int64_t work = 0;
+  while (true) {
+    if (threadIdx.x == 0) {
+      queued_shared = work < work_budget && problem.begin_round(max_rounds) ? problem.c->count : 0;
+    }
+    __syncthreads();
+    const int64_t queued = queued_shared;
+    if (queued == 0) break;
+    for (int64_t u = threadIdx.x; u < queued; u += blockDim.x) problem.compute_bid(u, eps);
+    __syncthreads();  // every bid is written before any is applied
+    // Thread 0 rewrites queued_shared only after this barrier, which every thread passes after
+    // reading it: no third barrier is needed.
+    if (threadIdx.x == 0) problem.apply_bids(eps);
+    work += queued;
+  }
+}
+
+template <int P, typename scalar_t>
+__global__ void cost_kernel(AuctionArrays<scalar_t> a, const int64_t* active, double* sums) {
+  const int64_t b = active[blockIdx.x];
+  AuctionProblem<P, scalar_t> problem(a, b);
+  for (int64_t i = threadIdx.x; i < problem.n; i += blockDim.x) problem.cost_term(i);
+  __syncthreads();
+  if (threadIdx.x == 0) sums[b] = problem.cost_sum();
+}
+
+template <int P, typename scalar_t>
+__global__ void bound_kernel(AuctionArrays<scalar_t> a, const int64_t* active, double* sums) {
+  const int64_t b = active[blockIdx.x];
+  AuctionProblem<P, scalar_t> problem(a, b);
+  for (int64_t i = threadIdx.x; i < problem.n; i += blockDim.x) problem.bound_term(i);
+  __syncthreads();
+  if (threadIdx.x == 0) sums[b] = problem.bound_sum();
+}
+
+class CudaAuction final : public BatchAuction {
+ public:
+  using BatchAuction::BatchAuction;
+
+ private:
+  void start_phases(const at::Tensor& active) override {
+    dispatch([&](auto p, auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      start_phase_kernel<decltype(p)::value, T>
+          <<<blocks(active), kThreads, 0, stream()>>>(arrays<T>(), active.data_ptr<int64_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  void run_rounds(const at::Tensor& active, const at::Tensor& eps) override {
+    dispatch([&](auto p, auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      rounds_kernel<decltype(p)::value, T><<<blocks(active), kThreads, 0, stream()>>>(
+          arrays<T>(), active.data_ptr<int64_t>(), eps.data_ptr<double>(), max_rounds_, launch_work_);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  void costs(const at::Tensor& active) override {
+    dispatch([&](auto p, auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      cost_kernel<decltype(p)::value, T>
+          <<<blocks(active), kThreads, 0, stream()>>>(arrays<T>(), active.data_ptr<int64_t>(), sums_.data_ptr<double>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  void dual_bounds(const at::Tensor& active) override {
+    dispatch([&](auto p, auto* tag) {
+      using T = std::remove_pointer_t<decltype(tag)>;
+      bound_kernel<decltype(p)::value, T>
+          <<<blocks(active), kThreads, 0, stream()>>>(arrays<T>(), active.data_ptr<int64_t>(), sums_.data_ptr<double>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+
+  static unsigned blocks(const at::Tensor& active) { return static_cast<unsigned>(active.numel()); }
+  static cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream(); }
+};
+
+}  // namespace
 
 AuctionResult auction_assignment_cuda(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
                                       const at::Tensor& y_lengths, int64_t p, double rel_tol, int64_t max_rounds) {
   check_auction_args(x, y, x_lengths, y_lengths, p, rel_tol, max_rounds);
   const c10::cuda::CUDAGuard guard(x.device());
-  const auto [assignment, cost, lower_bound, eps, rounds, phases, complete] =
-      auction_assignment_cpu(x.cpu(), y.cpu(), x_lengths.cpu(), y_lengths.cpu(), p, rel_tol, max_rounds);
-  const at::Device d = x.device();
-  return {assignment.to(d), cost.to(d), lower_bound.to(d), eps.to(d), rounds.to(d), phases.to(d), complete.to(d)};
+  return CudaAuction(x, y, x_lengths, y_lengths, p, rel_tol, max_rounds, kLaunchWork).solve();
 }
 
 TORCH_LIBRARY_IMPL(pointmetrics, CUDA, m) { m.impl("auction_assignment", &auction_assignment_cuda); }

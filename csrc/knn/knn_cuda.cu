@@ -61,11 +61,13 @@ __device__ bool search_row(scalar_t* out_d, int64_t* out_i, int64_t row, int K, 
   return done;
 }
 
-template <typename scalar_t, int NORM, bool LOCAL>
+// FALLBACK is a template parameter so that the first pass, which defers the queries the 27 cells do
+// not settle, holds no fallback stack (fallback_search's boxes) per thread.
+template <typename scalar_t, int NORM, bool LOCAL, bool FALLBACK>
 __global__ void grid_knn_kernel(const scalar_t* __restrict__ xq, int64_t N, const int64_t* __restrict__ order,
                                 int64_t total, const GridParams* __restrict__ params, const scalar_t* pts,
                                 const int64_t* pidx, const int32_t* cell_start, const int32_t* sat, int K,
-                                bool fallback, uint8_t* deferred, scalar_t* out_d, int64_t* out_i) {
+                                uint8_t* deferred, scalar_t* out_d, int64_t* out_i) {
   const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (t >= total) return;
   const int64_t flat = order[t];
@@ -73,7 +75,7 @@ __global__ void grid_knn_kernel(const scalar_t* __restrict__ xq, int64_t N, cons
   const GridView<scalar_t> g{p, pts, pidx, cell_start + p.cell_offset, sat + p.sat_offset};
   const scalar_t q[3] = {xq[flat * 3], xq[flat * 3 + 1], xq[flat * 3 + 2]};
   const bool done = search_row<scalar_t, LOCAL>(out_d, out_i, flat * K, K, true, [&](auto& top) {
-    return grid_knn<scalar_t, NORM>(g, q, top, fallback);
+    return grid_knn<scalar_t, NORM>(g, q, top, FALLBACK);
   });
   if (!done) deferred[t] = 1;
 }
@@ -168,12 +170,12 @@ void launch_grid(const at::Tensor& xq, const BatchGrid& grid, const at::Tensor& 
                  at::Tensor& deferred, at::Tensor& dists, at::Tensor& idx) {
   const int64_t total = order.numel();
   if (total == 0) return;
-  grid_knn_kernel<scalar_t, NORM, LOCAL><<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+  auto kernel = fallback ? grid_knn_kernel<scalar_t, NORM, LOCAL, true> : grid_knn_kernel<scalar_t, NORM, LOCAL, false>;
+  kernel<<<blocks_for(total), kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       xq.data_ptr<scalar_t>(), xq.size(1), order.data_ptr<int64_t>(), total,
       reinterpret_cast<const GridParams*>(grid.params_bytes.data_ptr<uint8_t>()), grid.pts.data_ptr<scalar_t>(),
       grid.idx.data_ptr<int64_t>(), grid.cell_start.data_ptr<int32_t>(), grid.sat.data_ptr<int32_t>(),
-      static_cast<int>(K), fallback, deferred.data_ptr<uint8_t>(), dists.data_ptr<scalar_t>(),
-      idx.data_ptr<int64_t>());
+      static_cast<int>(K), deferred.data_ptr<uint8_t>(), dists.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

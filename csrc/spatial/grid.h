@@ -124,7 +124,11 @@ PM_HD bool box_inside(const CellBox& inner, const CellBox& outer) {
   return true;
 }
 
-constexpr int kFallbackStack = 100;  // > 3 * 31 splits, the deepest path a box can take
+constexpr int kMaxGridLog2 = 20;
+constexpr int32_t kMaxGridDim = int32_t(1) << kMaxGridLog2;  // cells along one axis (grid_params.cpp)
+// Boxes are halved along their longest axis, so a path from the whole grid to one cell takes at
+// most 3 * kMaxGridLog2 splits; each split pops one box and pushes two.
+constexpr int kFallbackStack = 3 * kMaxGridLog2 + 2;
 
 // Depth-first search over boxes of cells, nearer half first, for the cells not in `done`.
 template <typename scalar_t, int NORM, typename Top>
@@ -148,7 +152,7 @@ PM_HD void fallback_search(const GridView<scalar_t>& g, const scalar_t* q, const
       scan_cell<scalar_t, NORM, Top>(g, linear_cell(p, b.lo[0], b.lo[1], b.lo[2]), q, top);
       continue;
     }
-    if (sp + 2 > kFallbackStack) {  // cannot happen for dims < 2^31; scan exhaustively to stay exact
+    if (sp + 2 > kFallbackStack) {  // cannot happen for dims <= kMaxGridDim; scan exhaustively to stay exact
       for (int32_t z = b.lo[2]; z < b.hi[2]; ++z)
         for (int32_t y = b.lo[1]; y < b.hi[1]; ++y)
           for (int32_t x = b.lo[0]; x < b.hi[0]; ++x) {

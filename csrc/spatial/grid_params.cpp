@@ -16,8 +16,6 @@ int64_t max_cells(int64_t n) { return 4 * n + 64; }
 
 namespace {
 
-constexpr int32_t kMaxDim = 1 << 20;
-
 // Sets dims for cell size h (h grows until the cell count fits). Axes with (near) zero extent get one cell.
 void set_resolution(GridParams& p, const double ext[3], double emax, double h, int64_t limit) {
   for (int iter = 0; iter < 200; ++iter) {
@@ -25,7 +23,7 @@ void set_resolution(GridParams& p, const double ext[3], double emax, double h, i
     for (int a = 0; a < 3; ++a) {
       const bool active = ext[a] > emax * 1e-9;
       const double cells = active ? std::ceil(ext[a] / h) : 1.0;
-      p.dims[a] = static_cast<int32_t>(std::clamp(cells, 1.0, static_cast<double>(kMaxDim)));
+      p.dims[a] = static_cast<int32_t>(std::clamp(cells, 1.0, static_cast<double>(kMaxGridDim)));
       total *= p.dims[a];
     }
     if (total <= static_cast<double>(limit)) break;
