@@ -165,7 +165,7 @@ def bench_emd(table, dev, quick, repeat):
         result = pm.earth_movers_distance(x, y, rel_tol=1e-2)
         t = timed(lambda x=x, y=y: pm.earth_movers_distance(x, y, rel_tol=1e-2), dev, max(1, repeat // 2))
         xc, yc = x.cpu(), y.cpu()
-        host = timed(lambda: pm.earth_movers_distance(xc, yc, rel_tol=1e-2), torch.device("cpu"), 1)
+        host = timed(lambda xc=xc, yc=yc: pm.earth_movers_distance(xc, yc, rel_tol=1e-2), torch.device("cpu"), 1)
         same = torch.equal(result.assignment.cpu(), pm.earth_movers_distance(xc, yc, rel_tol=1e-2).assignment)
         table.add(f"earth_movers_distance {B} x {n}, p=1, rel_tol=1e-2", t,
                   f"the same op on the host CPU ({torch.get_num_threads()} threads)", host,
