@@ -8,7 +8,8 @@ examples/data only (no download, no shared/ folder).
 Cases: Chamfer B=32 N=M=2048 (a training batch) and 1e6 vs 1e6; kNN of 256 queries in 1e6 points;
 EMD 32 x 2048 and 1 x 8192; MeshBVH build and closest points of 1e6 queries on the bunny
 subdivided to ~1M faces; rasterising the 4 ICON views at 512^2 of the armadillo subdivided to
-~117k faces. --quick shrinks every size so that the whole run takes seconds on a CPU.
+~117k faces; the float64 / float32 arithmetic rate of the GPU (the mesh and auction kernels
+compute in float64). --quick shrinks every size so that the whole run takes seconds on a CPU.
 """
 
 from __future__ import annotations
@@ -173,6 +174,26 @@ def bench_emd(table, dev, quick, repeat):
                        f"{'same' if same else 'DIFFERENT'} assignment as the CPU")
 
 
+def bench_float64_rate(table, dev, quick, repeat):
+    # The closest-triangle, winding-number and auction kernels compute in float64, which consumer
+    # GPUs run at 1/32 to 1/64 of the float32 rate. A square matrix product in each precision
+    # (TF32 off) shows this GPU's ratio; the mesh rows above pay it in full where it is low.
+    size = 256 if quick else 4096
+    allow = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        times = {}
+        for dtype in (torch.float32, torch.float64):
+            a = torch.rand(size, size, device=dev, dtype=dtype)
+            times[dtype] = timed(lambda a=a: a @ a, dev, repeat)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allow
+    flops = 2 * size**3
+    table.add(f"float64 matrix product {size}^2 ({flops / times[torch.float64][0] / 1e12:.1f} TFLOP/s)",
+              times[torch.float64], "the same in float32 (TF32 off)", times[torch.float32],
+              note="ratio < 1: float64 is that fraction of the float32 rate")
+
+
 def subdivided(name: str, times: int):
     import trimesh
 
@@ -255,7 +276,8 @@ def main() -> None:
     print("\n".join(header), flush=True)
     table = Table()
     failures = []
-    for bench in (bench_chamfer, bench_large_chamfer, bench_knn, bench_emd, bench_mesh, bench_raster):
+    for bench in (bench_chamfer, bench_large_chamfer, bench_knn, bench_emd, bench_mesh, bench_raster,
+                  bench_float64_rate):
         try:
             start = time.perf_counter()
             bench(table, dev, args.quick, repeat)
