@@ -23,7 +23,7 @@ namespace pm {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kLaunchWork = int64_t(1) << 16;  // bids one problem applies per launch (about 10 ms)
+constexpr int64_t kLaunchWork = int64_t(1) << 16;  // bids one problem applies per launch, then the host relaunches
 
 template <int P, typename scalar_t>
 __global__ void start_phase_kernel(AuctionArrays<scalar_t> a, const int64_t* active) {
