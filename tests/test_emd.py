@@ -307,3 +307,20 @@ def test_device_schedule_reports_non_finite_costs_as_the_cpu_does():
     for op in (auction, lambda *a: auction_portable(*a, 10)):
         with pytest.raises(RuntimeError, match="not finite"):
             op(*args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_auction_on_every_device_returns_the_cpu_result(gen, device, dtype):
+    """The op itself on each device (the CUDA kernels where there is a GPU): ragged batches, either
+    set the larger, an empty set, a collapsed set, and a run that runs out of rounds."""
+    x, xl = ragged(gen, 5, 80, 3, dtype)
+    y, yl = ragged(gen, 5, 60, 3, dtype)
+    xl[1], yl[2] = 0, 0
+    x[4] = x[4, :1]  # collapsed
+    for p, max_rounds in ((1, 10**7), (2, 10**7), (1, 30)):
+        args = (x, y, xl, yl, p, 1e-3, max_rounds)
+        want = auction(*args)
+        got = auction(*(a.to(device) if torch.is_tensor(a) else a for a in args))
+        on = torch.empty(0, device=device).device  # "cuda" names the current GPU: cuda:0
+        for w, g in zip(want, got):
+            assert g.device == on and torch.equal(w, g.cpu())
