@@ -41,10 +41,11 @@ def test_empty_clouds_with_gradients(gen, empty, device):
         assert all(t.grad is None or bool(torch.isfinite(t.grad).all()) for t in (x, y))
 
 
-def test_max_reduction_with_an_empty_cloud_in_a_batch(gen):
-    x = torch.rand(2, 5, 3, generator=gen)
-    y = torch.rand(2, 4, 3, generator=gen)
-    loss, _ = pm.chamfer_distance(x, y, x_lengths=torch.tensor([0, 5]), point_reduction="max", batch_reduction=None)
+def test_max_reduction_with_an_empty_cloud_in_a_batch(gen, device):
+    x = torch.rand(2, 5, 3, generator=gen).to(device)
+    y = torch.rand(2, 4, 3, generator=gen).to(device)
+    xl = torch.tensor([0, 5], device=device)
+    loss, _ = pm.chamfer_distance(x, y, x_lengths=xl, point_reduction="max", batch_reduction=None)
     single, _ = pm.chamfer_distance(x[1:], y[1:], point_reduction="max", batch_reduction=None)
     assert torch.allclose(loss[1], single[0])
     # cloud 0: x is empty (contributes 0), y's points have no neighbour (0 each, as in PyTorch3D)
@@ -68,13 +69,13 @@ def test_mixed_dtypes_are_promoted(gen, device):
     assert r.distance.dtype == torch.float64
 
 
-def test_huge_K_is_a_value_error_naming_K():
-    x = torch.rand(50, 3)
+def test_huge_K_is_a_value_error_naming_K(device):
+    x = torch.rand(50, 3).to(device)
     with pytest.raises(ValueError, match="K=1000000000"):
         pm.knn_points(x, x, K=10**9)
     # K beyond the cloud size but affordable: padded as in PyTorch3D
     knn = pm.knn_points(x, x[:3], K=5)
-    assert torch.equal(knn.idx[:, 3:], torch.full((50, 2), -1))
+    assert torch.equal(knn.idx[:, 3:].cpu(), torch.full((50, 2), -1))
 
 
 @pytest.mark.parametrize("scale", [1e19, 3e30, 1e-20, 1e-30])
@@ -98,26 +99,28 @@ def test_extreme_float32_ranges_give_accurate_finite_results(gen, scale, device)
     assert torch.isfinite(l2) and abs(float(l2) - want_l2) <= 1e-6 * float(l2)
 
 
-def test_ordinary_float32_stays_float32(gen):
-    x = torch.rand(20, 3, generator=gen)
+def test_ordinary_float32_stays_float32(gen, device):
+    x = torch.rand(20, 3, generator=gen).to(device)
     assert pm.chamfer_l1(x, x + 1).dtype == torch.float32
-    assert pm.chamfer_l1(torch.zeros(5, 3), torch.zeros(5, 3)).dtype == torch.float32  # zeros are not "tiny"
+    zeros = torch.zeros(5, 3, device=device)
+    assert pm.chamfer_l1(zeros, zeros.clone()).dtype == torch.float32  # zeros are not "tiny"
 
 
-def test_float64_beyond_its_range_is_refused():
-    x = torch.rand(10, 3, dtype=torch.float64) * 1e160
+def test_float64_beyond_its_range_is_refused(device):
+    x = (torch.rand(10, 3, dtype=torch.float64) * 1e160).to(device)
     with pytest.raises(ValueError, match="x has coordinates up to"):
         pm.chamfer_l1(x, x)
     with pytest.raises(ValueError, match="y has coordinates up to"):
         pm.knn_points(x / 1e160, x)
 
 
-def test_padding_beyond_lengths_does_not_decide_the_precision(gen):
+def test_padding_beyond_lengths_does_not_decide_the_precision(gen, device):
     x = torch.rand(1, 10, 3, generator=gen)
     x[0, 8:] = 1e30  # padding
+    x, lengths = x.to(device), torch.tensor([8], device=device)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = pm.chamfer_l1(x, x, x_lengths=torch.tensor([8]), y_lengths=torch.tensor([8]))
+        out = pm.chamfer_l1(x, x, x_lengths=lengths, y_lengths=lengths)
     assert out.dtype == torch.float32 and float(out) == 0.0
 
 
@@ -130,17 +133,19 @@ def test_padding_beyond_lengths_does_not_decide_the_precision(gen):
         (torch.tensor([[1]]), ValueError, "idx"),
     ],
 )
-def test_knn_gather_checks_its_indices(idx, error, match):
+def test_knn_gather_checks_its_indices(idx, error, match, device):
     with pytest.raises(error, match=match):
-        pm.knn_gather(torch.rand(1, 4, 1), idx)
+        pm.knn_gather(torch.rand(1, 4, 1).to(device), idx.to(device))
 
 
-def test_knn_gather_from_an_empty_cloud_needs_padding_indices():
-    assert torch.equal(pm.knn_gather(torch.zeros(1, 0, 2), torch.full((1, 3, 2), -1)), torch.zeros(1, 3, 2, 2))
+def test_knn_gather_from_an_empty_cloud_needs_padding_indices(device):
+    gathered = pm.knn_gather(torch.zeros(1, 0, 2, device=device), torch.full((1, 3, 2), -1, device=device))
+    assert torch.equal(gathered.cpu(), torch.zeros(1, 3, 2, 2))
     with pytest.raises(ValueError, match="idx values"):
-        pm.knn_gather(torch.zeros(1, 0, 1), torch.tensor([[[3]]]))
+        pm.knn_gather(torch.zeros(1, 0, 1, device=device), torch.tensor([[[3]]], device=device))
+    points, idx = torch.rand(1, 4, 1).to(device), torch.tensor([[[0]]], device=device)
     with pytest.raises(ValueError, match=r"lengths values must lie in \[0, 4\]"):
-        pm.knn_gather(torch.rand(1, 4, 1), torch.tensor([[[0]]]), lengths=torch.tensor([5]))
+        pm.knn_gather(points, idx, lengths=torch.tensor([5], device=device))
 
 
 def test_astronomical_K_with_an_empty_query_cloud_is_refused():
@@ -148,12 +153,13 @@ def test_astronomical_K_with_an_empty_query_cloud_is_refused():
         pm.knn_points(torch.zeros(2, 0, 2, requires_grad=True), torch.rand(2, 1, 2), K=2**62)
 
 
-def test_normal_consistency_normals_have_the_points_dimension(gen):
-    x, y = torch.rand(1, 5, 2, generator=gen), torch.rand(1, 4, 2, generator=gen)
-    nc = pm.normal_consistency(x, torch.rand(1, 5, 2, generator=gen), y, torch.rand(1, 4, 2, generator=gen))
+def test_normal_consistency_normals_have_the_points_dimension(gen, device):
+    x, y = torch.rand(1, 5, 2, generator=gen).to(device), torch.rand(1, 4, 2, generator=gen).to(device)
+    xn = torch.rand(1, 5, 2, generator=gen).to(device)
+    nc = pm.normal_consistency(x, xn, y, torch.rand(1, 4, 2, generator=gen).to(device))
     assert torch.isfinite(nc).all()
     with pytest.raises(ValueError, match="x_normals must have the shape of its points"):
-        pm.normal_consistency(x, torch.rand(1, 5, 3), y, torch.rand(1, 4, 2))
+        pm.normal_consistency(x, torch.rand(1, 5, 3).to(device), y, torch.rand(1, 4, 2).to(device))
 
 
 def test_accumulator_errors_name_pred_and_gt():

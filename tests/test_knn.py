@@ -13,20 +13,25 @@ ops = torch.ops.pointmetrics
 testing = torch.ops.pointmetrics_testing
 
 
-def assert_matches_reference(x, y, K, xl, yl, norm):
-    got = pm.knn_points(x, y, K=K, x_lengths=xl, y_lengths=yl, norm=norm)
+def on(device, *tensors):
+    return tuple(None if t is None else t.to(device) for t in tensors)
+
+
+def assert_matches_reference(x, y, K, xl, yl, norm, device="cpu"):
+    """knn_points on `device` against the reference on the CPU inputs."""
+    got = pm.knn_points(*on(device, x, y), K=K, x_lengths=on(device, xl)[0], y_lengths=on(device, yl)[0], norm=norm)
     want_d, want_i = reference.knn_points(x, y, K, xl, yl, norm)
-    assert torch.equal(got.idx, want_i)
-    torch.testing.assert_close(got.dists, want_d, rtol=1e-12, atol=1e-14)
+    assert torch.equal(got.idx.cpu(), want_i)
+    torch.testing.assert_close(got.dists.cpu(), want_d, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("D", [1, 2, 3, 5])
 @pytest.mark.parametrize("K", [1, 2, 5, 16])
 @pytest.mark.parametrize("norm", [1, 2])
-def test_ragged_batches_match_reference(gen, D, K, norm):
+def test_ragged_batches_match_reference(gen, device, D, K, norm):
     x, xl = ragged(gen, 4, 300, D)
     y, yl = ragged(gen, 4, 200, D, low=1)
-    assert_matches_reference(x, y, K, xl, yl, norm)
+    assert_matches_reference(x, y, K, xl, yl, norm, device)
 
 
 def clouds(kind, gen, n, dtype=torch.float64):
@@ -49,7 +54,7 @@ def clouds(kind, gen, n, dtype=torch.float64):
 @pytest.mark.parametrize("target", ["uniform", "sphere", "clusters", "line", "grid"])
 @pytest.mark.parametrize("query", ["uniform", "sphere", "far"])
 @pytest.mark.parametrize("K", [1, 4])
-def test_distributions_match_reference(gen, target, query, K):
+def test_distributions_match_reference(gen, device, target, query, K):
     y = clouds(target, gen, 3000)
     if query == "far":  # mostly near the data, some far away: the deferred second pass runs
         x = torch.cat(
@@ -60,7 +65,7 @@ def test_distributions_match_reference(gen, target, query, K):
         )
     else:
         x = clouds(query, gen, 2000)
-    assert_matches_reference(x[None], y[None], K, None, None, 2)
+    assert_matches_reference(x[None], y[None], K, None, None, 2, device)
 
 
 @pytest.mark.parametrize("target", ["uniform", "sphere", "clusters", "grid"])
@@ -80,10 +85,11 @@ def test_cuda_plan_on_cpu_matches_cpu_plan(gen, target, far_queries):
         assert torch.equal(fast[0], portable[0])
 
 
-def test_matches_scipy_on_1e5_points(gen):
+def test_matches_scipy_on_1e5_points(gen, device):
     x = torch.rand(100_000, 3, generator=gen)
     y = torch.rand(100_000, 3, generator=gen)
-    got = pm.knn_points(x, y, K=8)
+    got = pm.knn_points(*on(device, x, y), K=8)
+    got = type(got)(*(None if t is None else t.cpu() for t in got))
     d, i = cKDTree(y.double().numpy()).query(x.double().numpy(), k=8)
     np.testing.assert_allclose(got.dists.sqrt().numpy(), d, rtol=1e-5, atol=1e-7)
     # Indices agree except where float32 distances tie: check the chosen points are as close.
@@ -92,21 +98,22 @@ def test_matches_scipy_on_1e5_points(gen):
     assert (got.idx.numpy() == i).mean() > 0.999
 
 
-def test_ties_go_to_the_smallest_index(gen):
+def test_ties_go_to_the_smallest_index(gen, device):
     y = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 0, 0], [-1, 0, 0], [1, 0, 0]], dtype=torch.float64)
     x = torch.tensor([[0.0, 0, 0], [0.5, 0, 0], [2, 0, 0]], dtype=torch.float64)
-    r = pm.knn_points(x, y, K=3)
+    r = pm.knn_points(*on(device, x, y), K=3)
     assert r.idx.tolist() == [[0, 2, 1], [0, 1, 2], [1, 4, 0]]
     # duplicated targets: every copy is an exact tie
     y = torch.rand(50, 3, generator=gen, dtype=torch.float64).repeat(20, 1)
     x = torch.rand(200, 3, generator=gen, dtype=torch.float64)
-    assert_matches_reference(x[None], y[None], 3, None, None, 2)
+    assert_matches_reference(x[None], y[None], 3, None, None, 2, device)
 
 
-def test_fewer_targets_than_k_and_empty_clouds():
-    x = torch.rand(2, 5, 3, dtype=torch.float64)
-    y = torch.rand(2, 4, 3, dtype=torch.float64)
-    r = pm.knn_points(x, y, K=6, x_lengths=torch.tensor([5, 3]), y_lengths=torch.tensor([2, 0]))
+def test_fewer_targets_than_k_and_empty_clouds(device):
+    x = torch.rand(2, 5, 3, dtype=torch.float64).to(device)
+    y = torch.rand(2, 4, 3, dtype=torch.float64).to(device)
+    xl, yl = torch.tensor([5, 3], device=device), torch.tensor([2, 0], device=device)
+    r = pm.knn_points(x, y, K=6, x_lengths=xl, y_lengths=yl)
     assert (r.idx[0, :, 2:] == -1).all() and (r.dists[0, :, 2:] == 0).all()
     assert (r.idx[1] == -1).all() and (r.dists[1] == 0).all()
     assert (r.idx[0, :, :2] >= 0).all()
@@ -114,9 +121,9 @@ def test_fewer_targets_than_k_and_empty_clouds():
     assert r.idx.shape == (2, 0, 2)
 
 
-def test_single_cloud_and_list_inputs(gen):
-    x = torch.rand(30, 3, generator=gen, dtype=torch.float64)
-    y = torch.rand(40, 3, generator=gen, dtype=torch.float64)
+def test_single_cloud_and_list_inputs(gen, device):
+    x = torch.rand(30, 3, generator=gen, dtype=torch.float64).to(device)
+    y = torch.rand(40, 3, generator=gen, dtype=torch.float64).to(device)
     single = pm.knn_points(x, y, K=2)
     assert single.idx.shape == (30, 2)
     listed = pm.knn_points([x, x[:10]], [y, y[:5]], K=2)
@@ -124,53 +131,55 @@ def test_single_cloud_and_list_inputs(gen):
     assert (listed.idx[1, 10:] == -1).all()
 
 
-def test_return_nn_gathers_neighbours(gen):
+def test_return_nn_gathers_neighbours(gen, device):
     x = torch.rand(2, 20, 3, generator=gen, dtype=torch.float64)
     y = torch.rand(2, 30, 3, generator=gen, dtype=torch.float64)
-    r = pm.knn_points(x, y, K=3, return_nn=True)
-    expect = torch.stack([y[b][r.idx[b]] for b in range(2)])
-    assert torch.equal(r.knn, expect)
-    torch.testing.assert_close(((x[:, :, None] - r.knn) ** 2).sum(-1), r.dists)
+    r = pm.knn_points(*on(device, x, y), K=3, return_nn=True)
+    knn, idx, dists = r.knn.cpu(), r.idx.cpu(), r.dists.cpu()
+    expect = torch.stack([y[b][idx[b]] for b in range(2)])
+    assert torch.equal(knn, expect)
+    torch.testing.assert_close(((x[:, :, None] - knn) ** 2).sum(-1), dists)
 
 
-def test_knn_gather_masks_missing_neighbours_and_nan_padding(gen):
+def test_knn_gather_masks_missing_neighbours_and_nan_padding(gen, device):
     y = torch.rand(2, 6, 3, generator=gen, dtype=torch.float64)
     y[1, 2:] = float("nan")  # padding of a cloud with 2 points
     x = torch.rand(2, 4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    r = pm.knn_points(x, y, K=3, y_lengths=torch.tensor([6, 2]))
+    x, y = x.detach().to(device).requires_grad_(), y.to(device)
+    r = pm.knn_points(x, y, K=3, y_lengths=torch.tensor([6, 2], device=device))
     assert torch.isfinite(r.dists).all()
     r.dists.sum().backward()
     assert torch.isfinite(x.grad).all()
     idx = r.idx.clone()
     idx[1, 0, 1] = 4  # past y_lengths[1] = 2
-    gathered = pm.knn_gather(y, idx, torch.tensor([6, 2]))
+    gathered = pm.knn_gather(y, idx, torch.tensor([6, 2], device=device))
     assert (gathered[1, :, 2] == 0).all() and (gathered[1, 0, 1] == 0).all()
     assert torch.isfinite(gathered).all()
-    assert torch.equal(gathered[0], y[0][r.idx[0]])
+    assert torch.equal(gathered[0].cpu(), y[0].cpu()[r.idx[0].cpu()])
 
 
-def test_noncontiguous_and_expanded_inputs(gen):
-    base = torch.rand(3, 50, 6, generator=gen, dtype=torch.float64)
+def test_noncontiguous_and_expanded_inputs(gen, device):
+    base = torch.rand(3, 50, 6, generator=gen, dtype=torch.float64).to(device)
     x = base[:, :, ::2]  # non-contiguous
-    y = torch.rand(1, 40, 3, generator=gen, dtype=torch.float64).expand(3, 40, 3)
+    y = torch.rand(1, 40, 3, generator=gen, dtype=torch.float64).to(device).expand(3, 40, 3)
     a = pm.knn_points(x, y, K=4)
     b = pm.knn_points(x.contiguous(), y.contiguous(), K=4)
     assert torch.equal(a.idx, b.idx) and torch.equal(a.dists, b.dists)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-def test_low_precision_inputs_are_computed_in_float32(gen, dtype):
+def test_low_precision_inputs_are_computed_in_float32(gen, device, dtype):
     x = torch.rand(1, 200, 3, generator=gen).to(dtype)
     y = torch.rand(1, 300, 3, generator=gen).to(dtype)
-    r = pm.knn_points(x, y, K=2)
+    r = pm.knn_points(*on(device, x, y), K=2)
     assert r.dists.dtype == torch.float32
     want_d, _ = reference.knn_points(x.double(), y.double(), 2)
-    torch.testing.assert_close(r.dists.double(), want_d, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(r.dists.cpu().double(), want_d, rtol=1e-5, atol=1e-7)
 
 
-def test_same_output_on_every_run(gen):
-    x = torch.rand(1, 5000, 3, generator=gen)
-    y = torch.rand(1, 5000, 3, generator=gen)
+def test_same_output_on_every_run(gen, device):
+    x = torch.rand(1, 5000, 3, generator=gen).to(device)
+    y = torch.rand(1, 5000, 3, generator=gen).to(device)
     first = pm.knn_points(x, y, K=4)
     for _ in range(3):
         again = pm.knn_points(x, y, K=4)
@@ -178,7 +187,7 @@ def test_same_output_on_every_run(gen):
 
 
 @pytest.mark.parametrize("norm", [1, 2])
-def test_gradcheck_and_gradgradcheck(gen, norm):
+def test_gradcheck_and_gradgradcheck(gen, device, norm):
     # Finite differences (step 1e-6) must not cross a kink: |x_d - y_d| at 0 for the L1 norm, or a
     # change of neighbours. Draw until every coordinate difference and every gap between the
     # K-th and (K+1)-th distances exceeds 1e-4 (a few draws at most).
@@ -189,9 +198,8 @@ def test_gradcheck_and_gradgradcheck(gen, norm):
         gaps = d.sort(-1).values.diff(dim=-1)
         if (x[:, :, None] - y[:, None]).abs().min() > 1e-4 and gaps.min() > 1e-4:
             break
-    x.requires_grad_()
-    y.requires_grad_()
-    xl, yl = torch.tensor([12, 7]), torch.tensor([9, 4])
+    x, y = x.to(device).requires_grad_(), y.to(device).requires_grad_()
+    xl, yl = torch.tensor([12, 7], device=device), torch.tensor([9, 4], device=device)
 
     def f(a, b):
         return pm.knn_points(a, b, K=3, x_lengths=xl, y_lengths=yl, norm=norm).dists
@@ -201,10 +209,12 @@ def test_gradcheck_and_gradgradcheck(gen, norm):
         assert torch.autograd.gradgradcheck(f, (x, y))
 
 
-def test_padding_receives_no_gradient(gen):
+def test_padding_receives_no_gradient(gen, device):
     x = torch.rand(1, 10, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.rand(1, 8, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    d = pm.knn_points(x, y, K=2, x_lengths=torch.tensor([6]), y_lengths=torch.tensor([5])).dists
+    x, y = (t.detach().to(device).requires_grad_() for t in (x, y))
+    xl, yl = torch.tensor([6], device=device), torch.tensor([5], device=device)
+    d = pm.knn_points(x, y, K=2, x_lengths=xl, y_lengths=yl).dists
     d.sum().backward()
     assert (x.grad[0, 6:] == 0).all() and (y.grad[0, 5:] == 0).all()
     assert (x.grad[0, :6] != 0).any()
@@ -231,9 +241,9 @@ def test_opcheck(gen, op):
         torch.library.opcheck(op, args)
 
 
-def test_torch_compile(gen):
-    x = torch.rand(2, 64, 3, generator=gen)
-    y = torch.rand(2, 48, 3, generator=gen)
+def test_torch_compile(gen, device):
+    x = torch.rand(2, 64, 3, generator=gen).to(device)
+    y = torch.rand(2, 48, 3, generator=gen).to(device)
     compiled = torch.compile(lambda a, b: pm.knn_points(a, b, K=2).dists.sum(), backend="aot_eager")
     torch.testing.assert_close(compiled(x, y), pm.knn_points(x, y, K=2).dists.sum())
 
@@ -249,7 +259,7 @@ def float32_nearest(x, y, norm):
 
 @pytest.mark.parametrize("norm", [1, 2])
 @pytest.mark.parametrize("offset", [0.0, 1e4])
-def test_float32_warm_starts_keep_the_exact_nearest(gen, norm, offset):
+def test_float32_warm_starts_keep_the_exact_nearest(gen, device, norm, offset):
     """Each query's search is bounded by the previous query's neighbour (triangle inequality, with
     slack for float32 rounding): near-duplicates, exact ties and large offsets, where float32 rounds
     coarsely, must still give the brute-force float32 answer."""
@@ -258,10 +268,10 @@ def test_float32_warm_starts_keep_the_exact_nearest(gen, norm, offset):
     x = torch.cat([y[:1500] + 1e-6 * torch.randn(1500, 3, generator=gen, dtype=torch.float64),
                    torch.rand(2500, 3, generator=gen, dtype=torch.float64)])
     x, y = (x + offset).float(), (y + offset).float()
-    got = pm.knn_points(x, y, K=1, norm=norm)
+    got = pm.knn_points(*on(device, x, y), K=1, norm=norm)
     want_d, want_i = float32_nearest(x, y, norm)
-    assert torch.equal(got.idx[:, 0], want_i)
-    assert torch.equal(got.dists[:, 0], want_d)
+    assert torch.equal(got.idx[:, 0].cpu(), want_i)
+    assert torch.equal(got.dists[:, 0].cpu(), want_d)
 
 
 def test_brute_nearest_bench_helper(gen):

@@ -12,6 +12,15 @@ from pointmetrics._ops import FRAME_BYTES
 ops = torch.ops.pointmetrics
 
 
+def on(device, *tensors):
+    return tuple(t.to(device) for t in tensors)
+
+
+def cpu(result):
+    """A result tuple (MeshProjection) with its tensors moved to the CPU."""
+    return type(result)(*(t.cpu() for t in result))
+
+
 def load(name):
     g = io.load(DATA / name)
     return g.vertices, g.faces
@@ -43,12 +52,12 @@ def queries(gen, v, n=400):
 
 
 @pytest.mark.parametrize("scale,offset", [(1.0, 0.0), (1e-6, 0.0), (1e3, 0.0), (1.0, 1e4)])
-def test_closest_points_match_brute_force(gen, scale, offset):
+def test_closest_points_match_brute_force(gen, device, scale, offset):
     v, f = random_mesh(gen, scale=scale, offset=offset)
     q = queries(gen, v)
     # queries on the planted degenerate and tiny triangles themselves
     q = torch.cat([q, v[-6:], ((v[0] + v[1]) / 2 + 1e-3 * scale)[None]])
-    r = pm.closest_points_on_mesh(q, v, f)
+    r = cpu(pm.closest_points_on_mesh(*on(device, q, v, f)))
     want_d, want_f = reference.closest_points_on_mesh(q, v, f)
     # squared distances carry rounding of order |coordinate| * 1e-16 times the distance
     atol = 1e-14 * scale * (scale + offset)
@@ -61,7 +70,7 @@ def test_closest_points_match_brute_force(gen, scale, offset):
 
 
 @pytest.mark.parametrize("n_faces", [1, 8, 9, 17, 33, 65, 129, 257])
-def test_every_tree_depth_matches_brute_force(gen, n_faces):
+def test_every_tree_depth_matches_brute_force(gen, device, n_faces):
     # 1 to 64 leaves: tree depths 0 to 6, even and odd, so the CPU's four-wide search starts from
     # node 1 or from nodes 2 and 3 and climbs to either. Near-surface queries in a spatially sorted
     # run exercise the warm start from the previous query's leaf; scattered ones the cold start.
@@ -71,7 +80,7 @@ def test_every_tree_depth_matches_brute_force(gen, n_faces):
     near = on_surface.repeat(4, 1) + 1e-3 * torch.randn(4 * n_faces, 3, generator=gen, dtype=torch.float64)
     q = torch.cat([near[near[:, 0].argsort()], queries(gen, v, 200)])
     for dtype in (torch.float64, torch.float32):
-        r = pm.closest_points_on_mesh(q.to(dtype), v.to(dtype), f)
+        r = cpu(pm.closest_points_on_mesh(*on(device, q.to(dtype), v.to(dtype), f)))
         want_d, _ = reference.closest_points_on_mesh(q.to(dtype).double(), v.to(dtype).double(), f)
         tol = 1e-12 if dtype == torch.float64 else 1e-6
         torch.testing.assert_close(r.sq_distance.double(), want_d, rtol=tol, atol=tol)
@@ -80,18 +89,19 @@ def test_every_tree_depth_matches_brute_force(gen, n_faces):
         torch.testing.assert_close(r.points.double(), point, rtol=tol, atol=tol)
 
 
-def test_search_data_is_prepared_once_and_checked(gen):
+def test_search_data_is_prepared_once_and_checked(gen, device):
     v, f = random_mesh(gen)
-    bvh = pm.MeshBVH(v, f)
-    first = bvh.closest_points(queries(gen, v, 50))
+    bvh = pm.MeshBVH(*on(device, v, f))
+    first = bvh.closest_points(queries(gen, v, 50).to(device))
     data = bvh.search_data()
-    again = bvh.closest_points(queries(gen, v, 50))
+    again = bvh.closest_points(queries(gen, v, 50).to(device))
     assert all(a is b for a, b in zip(data, bvh.search_data()))  # kept, not rebuilt per query
     assert first.face.shape == again.face.shape
     frames, slot_boxes, quads = data
     assert frames.shape == (1, len(f), FRAME_BYTES) and frames.dtype == torch.uint8
     t = bvh.tree
-    args = (queries(gen, v, 5)[None], torch.tensor([5]), t.tris, t.face, t.lo, t.hi, bvh.meshes.face_lengths)
+    q5, l5 = queries(gen, v, 5)[None].to(device), torch.tensor([5], device=device)
+    args = (q5, l5, t.tris, t.face, t.lo, t.hi, bvh.meshes.face_lengths)
     with pytest.raises(RuntimeError, match="frames must be"):
         ops.closest_triangle(*args, frames[:, :, :100], slot_boxes, quads)
     with pytest.raises(RuntimeError, match="face_lengths values must lie"):
@@ -102,17 +112,18 @@ def test_search_data_is_prepared_once_and_checked(gen):
         ops.triangle_frames(bvh.tree.tris, bvh.meshes.face_lengths, bvh.tree.tris.shape[1] + 1)
 
 
-def test_float32_matches_float64(gen):
+def test_float32_matches_float64(gen, device):
     v, f = random_mesh(gen)
     q = queries(gen, v)
-    r32 = pm.closest_points_on_mesh(q.float(), v.float(), f)
+    r32 = pm.closest_points_on_mesh(*on(device, q.float(), v.float(), f))
     want_d, _ = reference.closest_points_on_mesh(q.float().double(), v.float().double(), f)
-    torch.testing.assert_close(r32.sq_distance.double(), want_d, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(r32.sq_distance.cpu().double(), want_d, rtol=1e-5, atol=1e-7)
 
 
-def test_vertex_order_does_not_change_the_answer(gen):
+def test_vertex_order_does_not_change_the_answer(gen, device):
     v, f = random_mesh(gen)
     q = queries(gen, v)
+    q, v, f = on(device, q, v, f)
     base = pm.closest_points_on_mesh(q, v, f)
     for perm in ([1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0]):
         r = pm.closest_points_on_mesh(q, v, f[:, perm])
@@ -121,26 +132,27 @@ def test_vertex_order_does_not_change_the_answer(gen):
         torch.testing.assert_close(r.points, base.points, rtol=1e-9, atol=1e-9)
 
 
-def test_ties_go_to_the_smaller_face_and_runs_agree(gen):
+def test_ties_go_to_the_smaller_face_and_runs_agree(gen, device):
     v, f = load("bunny_res4.ply")  # 40 duplicate faces: exact ties
     q = queries(gen, v, 2000)
-    first = pm.closest_points_on_mesh(q, v, f)
+    first = pm.closest_points_on_mesh(*on(device, q, v, f))
     dup = f.sort(1).values
+    face = first.face.cpu()
     # where the reference's face has a duplicate with a smaller index, ours must be the smallest one
     for i in range(0, 2000, 97):
-        same = (dup == dup[first.face[i]]).all(1).nonzero()[:, 0]
-        assert first.face[i] == same.min()
-    again = pm.closest_points_on_mesh(q, v, f)
+        same = (dup == dup[face[i]]).all(1).nonzero()[:, 0]
+        assert face[i] == same.min()
+    again = pm.closest_points_on_mesh(*on(device, q, v, f))
     assert torch.equal(first.face, again.face) and torch.equal(first.sq_distance, again.sq_distance)
 
 
 @pytest.mark.parametrize("name", ["bunny_res3.ply", "armadillo.ply", "demosthenes.ply"])
-def test_real_meshes_against_trimesh(gen, name):
+def test_real_meshes_against_trimesh(gen, device, name):
     trimesh = pytest.importorskip("trimesh")
     pytest.importorskip("rtree")
     v, f = load(name)
     q = queries(gen, v, 1500)
-    r = pm.closest_points_on_mesh(q, v, f)
+    r = cpu(pm.closest_points_on_mesh(*on(device, q, v, f)))
     mesh = trimesh.Trimesh(v.numpy(), f.numpy(), process=False)
     _, d, _ = trimesh.proximity.closest_point(mesh, q.numpy())
     ours = r.distance.numpy()
@@ -151,7 +163,7 @@ def test_real_meshes_against_trimesh(gen, name):
 
 
 @pytest.mark.parametrize("name", ["bunny_res3.ply", "armadillo.ply", "demosthenes.ply"])
-def test_real_meshes_against_open3d(gen, name):
+def test_real_meshes_against_open3d(gen, device, name):
     try:
         import open3d as o3d
     except (ImportError, OSError):
@@ -162,22 +174,24 @@ def test_real_meshes_against_open3d(gen, name):
     scene.add_triangles(o3d.core.Tensor(v.float().numpy()), o3d.core.Tensor(f.numpy().astype(np.uint32)))
     d = scene.compute_distance(o3d.core.Tensor(q.float().numpy())).numpy()
     span = float((v.amax(0) - v.amin(0)).max())
-    np.testing.assert_allclose(pm.closest_points_on_mesh(q, v, f).distance.numpy(), d, rtol=1e-4, atol=1e-6 * span)
+    ours = pm.closest_points_on_mesh(*on(device, q, v, f)).distance.cpu().numpy()
+    np.testing.assert_allclose(ours, d, rtol=1e-4, atol=1e-6 * span)
 
 
-def test_bunny_quirks_unreferenced_vertices_duplicates_holes(gen):
+def test_bunny_quirks_unreferenced_vertices_duplicates_holes(gen, device):
     v, f = load("bunny_res4.ply")
     v = torch.cat([v, torch.rand(50, 3, generator=gen, dtype=torch.float64) + 5])  # unreferenced, far away
     q = queries(gen, v[:453], 300)
-    r = pm.closest_points_on_mesh(q, v, f)
+    r = pm.closest_points_on_mesh(*on(device, q, v, f))
     want, _ = reference.closest_points_on_mesh(q, v, f)
-    torch.testing.assert_close(r.sq_distance, want)
+    torch.testing.assert_close(r.sq_distance.cpu(), want)
 
 
-def test_gradcheck_points_and_vertices(gen):
+def test_gradcheck_points_and_vertices(gen, device):
     v, f = random_mesh(gen, n_verts=12, n_faces=10)
     v, f = v[:12], f[:10]
     q = queries(gen, v, 20)
+    q, v, f = on(device, q, v, f)
     q.requires_grad_()
     v.requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b: pm.closest_points_on_mesh(a, b, f).sq_distance, (q, v))
@@ -186,17 +200,18 @@ def test_gradcheck_points_and_vertices(gen):
     assert torch.autograd.gradgradcheck(lambda a, b: pm.closest_points_on_mesh(a, b, f).sq_distance, (q, v))
 
 
-def test_distance_gradient_is_finite_on_the_surface(gen):
-    v, f = load("bunny_res4.ply")
+def test_distance_gradient_is_finite_on_the_surface(gen, device):
+    v, f = on(device, *load("bunny_res4.ply"))
     s = pm.sample_points_on_mesh(v, f, 200, generator=gen).points.requires_grad_()
     pm.point_to_surface_distance(s, v, f).backward()
     assert torch.isfinite(s.grad).all()
 
 
-def test_batches_and_lists_of_meshes(gen):
+def test_batches_and_lists_of_meshes(gen, device):
     v1, f1 = random_mesh(gen)
     v2, f2 = load("bunny_res4.ply")
     q1, q2 = queries(gen, v1, 100), queries(gen, v2, 70)
+    v1, f1, v2, f2, q1, q2 = on(device, v1, f1, v2, f2, q1, q2)
     listed = pm.closest_points_on_mesh([q1, q2], [v1, v2], [f1, f2])
     for b, (q, v, f) in enumerate([(q1, v1, f1), (q2, v2, f2)]):
         single = pm.closest_points_on_mesh(q, v, f)
@@ -209,67 +224,71 @@ def test_batches_and_lists_of_meshes(gen):
     torch.testing.assert_close(bvh.closest_points([q1 + 0.1, q2]).sq_distance[1, :70], listed.sq_distance[1, :70])
 
 
-def test_packed_meshes(gen):
+def test_packed_meshes(gen, device):
     v1, f1 = random_mesh(gen)
     v2, f2 = load("bunny_res4.ply")
+    q = torch.stack([queries(gen, v1, 50), queries(gen, v2, 50)])
+    v1, f1, v2, f2, q = on(device, v1, f1, v2, f2, q)
     verts, faces, lengths = pm.meshes_from_packed(
         torch.cat([v1, v2]), torch.cat([f1, f2 + len(v1)]), [len(v1), len(v2)], [len(f1), len(f2)]
     )
-    q = torch.stack([queries(gen, v1, 50), queries(gen, v2, 50)])
     packed = pm.closest_points_on_mesh(q, verts, faces, face_lengths=lengths)
     listed = pm.closest_points_on_mesh(q, [v1, v2], [f1, f2])
     assert torch.equal(packed.face, listed.face)
     torch.testing.assert_close(packed.sq_distance, listed.sq_distance)
 
 
-def test_winding_number_closed_mesh(gen):
+def test_winding_number_closed_mesh(gen, device):
     v, f = load("armadillo.ply")
     q = queries(gen, v, 1500)
-    w = pm.winding_number(q, v, f)
+    w = pm.winding_number(*on(device, q, v, f)).cpu()
     exact = reference.winding_number(q, v, f)
     assert (w - exact).abs().max() < 0.05
     assert torch.equal(w >= 0.5, exact >= 0.5)
     inside = exact > 0.5
     assert inside.any() and (~inside).any()
     assert ((exact[inside] - 1).abs() < 1e-9).all() and (exact[~inside].abs() < 1e-9).all()
-    w3 = pm.winding_number(q, v, f, beta=4.0)
+    w3 = pm.winding_number(*on(device, q, v, f), beta=4.0).cpu()
     assert (w3 - exact).abs().max() < (w - exact).abs().max()
 
 
-def test_winding_number_of_a_cube():
+def test_winding_number_of_a_cube(device):
     cube_v = torch.tensor([[x, y, z] for x in (0.0, 1.0) for y in (0.0, 1.0) for z in (0.0, 1.0)], dtype=torch.float64)
     import trimesh
 
     hull = trimesh.Trimesh(cube_v.numpy()).convex_hull
     v, f = torch.tensor(hull.vertices), torch.tensor(hull.faces)
     q = torch.tensor([[0.5, 0.5, 0.5], [0.1, 0.9, 0.2], [2.0, 0.5, 0.5], [-0.1, -0.1, -0.1]], dtype=torch.float64)
-    want = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    want = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64, device=device)
+    q, v, f = on(device, q, v, f)
     # beta large enough that every triangle is summed exactly; the default beta = 2 takes the far
     # field of triangles and nodes twice their radius away (Barill et al.): close, not exact
     torch.testing.assert_close(pm.winding_number(q, v, f, beta=1e6), want)
     torch.testing.assert_close(pm.winding_number(q, v, f), want, atol=5e-3, rtol=0)
     # flipped orientation gives -1 inside; signed distance is negative inside
-    torch.testing.assert_close(pm.winding_number(q[:1], v, f[:, [0, 2, 1]]), torch.tensor([-1.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        pm.winding_number(q[:1], v, f[:, [0, 2, 1]]), torch.tensor([-1.0], dtype=torch.float64, device=device)
+    )
     sd = pm.signed_distance(q, v, f)
-    torch.testing.assert_close(sd, torch.tensor([-0.5, -0.1, 1.0, 3**0.5 * 0.1], dtype=torch.float64))
+    torch.testing.assert_close(sd, torch.tensor([-0.5, -0.1, 1.0, 3**0.5 * 0.1], dtype=torch.float64, device=device))
 
 
-def test_open_mesh_winding_number_is_fractional_near_the_hole(gen):
+def test_open_mesh_winding_number_is_fractional_near_the_hole(gen, device):
     v, f = load("demosthenes.ply")
     q = queries(gen, v, 500)
-    w = pm.winding_number(q, v, f)
+    w = pm.winding_number(*on(device, q, v, f)).cpu()
     exact = reference.winding_number(q, v, f)
     assert (w - exact).abs().max() < 0.05
     assert ((exact > 0.05) & (exact < 0.95)).any()  # open base: not a clean 0/1 field
 
 
-def test_empty_mesh_gives_nan_with_warning():
-    v = torch.rand(4, 3, dtype=torch.float64)
-    f = torch.zeros(0, 3, dtype=torch.int64)
+def test_empty_mesh_gives_nan_with_warning(device):
+    v = torch.rand(4, 3, dtype=torch.float64).to(device)
+    f = torch.zeros(0, 3, dtype=torch.int64).to(device)
     with pytest.warns(RuntimeWarning, match="no faces"):
-        r = pm.closest_points_on_mesh(torch.rand(5, 3, dtype=torch.float64), v, f)
+        r = pm.closest_points_on_mesh(torch.rand(5, 3, dtype=torch.float64).to(device), v, f)
     assert torch.isnan(r.distance).all() and (r.face == -1).all()
-    assert (pm.winding_number(torch.rand(5, 3, dtype=torch.float64), v, f) == 0).all()
+    assert (pm.winding_number(torch.rand(5, 3, dtype=torch.float64).to(device), v, f) == 0).all()
 
 
 @pytest.mark.parametrize(
@@ -297,19 +316,20 @@ def test_bad_mesh_input_is_rejected(call, error, match):
         call(v.float(), f)
 
 
-def test_unreferenced_nan_vertices_are_fine(gen):
+def test_unreferenced_nan_vertices_are_fine(gen, device):
     v, f = load("bunny_res4.ply")
     v = torch.cat([v, torch.full((3, 3), float("nan"), dtype=torch.float64)])
-    r = pm.closest_points_on_mesh(queries(gen, v[:453], 50), v, f)
+    r = pm.closest_points_on_mesh(*on(device, queries(gen, v[:453], 50), v, f))
     assert torch.isfinite(r.distance).all()
 
 
-def test_opcheck(gen):
+def test_opcheck(gen, device):
     v, f = load("bunny_res4.ply")
-    bvh = pm.MeshBVH(v.float(), f)
-    pts = torch.rand(1, 40, 3, generator=gen) * 0.1
-    pl = torch.tensor([33])
-    torch.library.opcheck(ops.kd_order, (torch.rand(2, 50, 3, generator=gen), torch.tensor([50, 17])))
+    bvh = pm.MeshBVH(*on(device, v.float(), f))
+    pts = (torch.rand(1, 40, 3, generator=gen) * 0.1).to(device)
+    pl = torch.tensor([33], device=device)
+    kd_args = on(device, torch.rand(2, 50, 3, generator=gen), torch.tensor([50, 17]))
+    torch.library.opcheck(ops.kd_order, kd_args)
     fl = bvh.meshes.face_lengths
     torch.library.opcheck(ops.triangle_frames, (bvh.tree.tris, fl, len(f)))
     t = bvh.tree
@@ -329,15 +349,15 @@ TETRA_F = [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("what", ["distance", "points", "signed", "p2s"])
-def test_nan_in_the_query_padding_gives_finite_vertex_gradients(dtype, what):
+def test_nan_in_the_query_padding_gives_finite_vertex_gradients(device, dtype, what):
     # defect 6: NaN queries past the lengths went through the differentiable closest-point
     # recomputation (masked only afterwards): 0 * NaN = NaN reached the vertices
-    v = torch.tensor(TETRA_V, dtype=dtype)[None].requires_grad_()
-    f = torch.tensor(TETRA_F)[None]
-    p = torch.full((1, 2, 3), float("nan"), dtype=dtype)
+    v = torch.tensor(TETRA_V, dtype=dtype, device=device)[None].requires_grad_()
+    f = torch.tensor(TETRA_F, device=device)[None]
+    p = torch.full((1, 2, 3), float("nan"), dtype=dtype, device=device)
     p[0, 0] = 0.3
     p.requires_grad_()
-    lengths = torch.tensor([1])
+    lengths = torch.tensor([1], device=device)
     bvh = pm.MeshBVH(v, f)
     if what == "distance":
         out = bvh.closest_points(p, lengths).distance[:, :1].sum()
@@ -354,29 +374,31 @@ def test_nan_in_the_query_padding_gives_finite_vertex_gradients(dtype, what):
     assert gv.abs().sum() > 0
 
 
-def test_closest_points_come_back_in_the_promoted_dtype():
+def test_closest_points_come_back_in_the_promoted_dtype(device):
     # a float16 query at scale 1e-7 on a float32 mesh: the closest point rounded to float16
     # (subnormal spacing 6e-8) landed far off the surface
     v = torch.tensor(TETRA_V, dtype=torch.float32) * 1e-7
     f = torch.tensor(TETRA_F)
     q = torch.tensor([[6e-8, 6e-8, 6e-8]], dtype=torch.float16)  # 5.96e-8: its closest point is 3.3e-8 each
-    r = pm.closest_points_on_mesh(q, v, f)
+    dq, dv, df = on(device, q, v, f)
+    r = pm.closest_points_on_mesh(dq, dv, df)
     assert r.points.dtype == torch.float32
     want_sq, _ = reference.closest_points_on_mesh(q.double(), v.double(), f)
-    got_sq = (r.points.double() - q.double()).square().sum(-1)
+    got_sq = (r.points.cpu().double() - q.double()).square().sum(-1)
     torch.testing.assert_close(got_sq, want_sq, rtol=1e-5, atol=0)
-    assert pm.closest_points_on_mesh(q.float(), v.double(), f).points.dtype == torch.float64
-    assert pm.closest_points_on_mesh(q, v.half(), f).points.dtype == torch.float16
+    assert pm.closest_points_on_mesh(dq.float(), dv.double(), df).points.dtype == torch.float64
+    assert pm.closest_points_on_mesh(dq, dv.half(), df).points.dtype == torch.float16
 
 
 @pytest.mark.parametrize("name", ["armadillo.ply", "demosthenes.ply"])
-def test_winding_radius_holds_every_corner(name):
+def test_winding_radius_holds_every_corner(device, name):
     """The far-field criterion's radius must bound the distance from a node's centre to each corner of
     its triangles (else the expansion is used too close), and is never looser than the box bound."""
     from pointmetrics.mesh_tree import LEAF_SIZE
 
     v, f = load(name)
-    bvh = pm.MeshBVH([v, v[:40]], [f, f[(f < 40).all(1)]])  # a padded batch: the second mesh is small
+    small = f[(f < 40).all(1)]  # a padded batch: the second mesh is small
+    bvh = pm.MeshBVH(list(on(device, v, v[:40])), list(on(device, f, small)))
     centre, _, _, radius = bvh.moments()
     tree = bvh.tree
     P = tree.leaves
@@ -385,7 +407,7 @@ def test_winding_radius_holds_every_corner(name):
         real = (tree.face[b] >= 0).view(P, LEAF_SIZE).repeat_interleave(3, 1)
         span = 1
         for level_first in (P >> k for k in range(P.bit_length())):
-            nodes = torch.arange(level_first, 2 * level_first)
+            nodes = torch.arange(level_first, 2 * level_first, device=device)
             pts = corners.view(level_first, span * LEAF_SIZE * 3, 3)
             ok = real.reshape(level_first, -1)
             far = torch.where(ok, (pts - centre[b, nodes, None]).norm(dim=-1), 0.0).amax(1)

@@ -12,15 +12,19 @@ INTEGER_DTYPES = [torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8
                   torch.uint64]
 
 
-def tetrahedron(dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    verts = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]], dtype=dtype)
-    faces = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+def tetrahedron(dtype=torch.float64, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    verts = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]], dtype=dtype, device=device)
+    faces = torch.tensor([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], device=device)
     return verts, faces
 
 
+def cameras_on(cameras, device):
+    return pm.Cameras(cameras.view.to(device), cameras.projection.to(device))
+
+
 @pytest.mark.parametrize("index_dtype", INTEGER_DTYPES)
-def test_every_integer_face_dtype_gives_the_int64_result(index_dtype):
-    verts, faces = tetrahedron()
+def test_every_integer_face_dtype_gives_the_int64_result(device, index_dtype):
+    verts, faces = tetrahedron(device=device)
     small = faces.to(index_dtype)
     want = pm.sample_points_on_mesh(verts, faces, 500, generator=torch.Generator().manual_seed(0))
     got = pm.sample_points_on_mesh(verts, small, 500, generator=torch.Generator().manual_seed(0))
@@ -35,18 +39,18 @@ def test_every_integer_face_dtype_gives_the_int64_result(index_dtype):
     assert batched.faces.dtype == torch.int64 and torch.equal(batched.faces[0], faces)
     listed = pm.mesh.as_meshes([verts], [small])
     assert torch.equal(listed.faces[0], faces)
-    cameras = pm.Cameras.orthographic(pm.rotation_y([30]))
+    cameras = cameras_on(pm.Cameras.orthographic(pm.rotation_y([30])), device)
     assert torch.equal(pm.rasterize(verts, small, cameras, 16).face, pm.rasterize(verts, faces, cameras, 16).face)
     assert torch.equal(pm.vertex_normals(verts, small), pm.vertex_normals(verts, faces))
-    points = torch.rand(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    points = torch.rand(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(device)
     torch.testing.assert_close(pm.point_to_surface_distance(points, verts, small),
                                pm.point_to_surface_distance(points, verts, faces))
     torch.testing.assert_close(pm.ddm_m2p(verts, small, points, generator=torch.Generator().manual_seed(3)),
                                pm.ddm_m2p(verts, faces, points, generator=torch.Generator().manual_seed(3)))
 
 
-def test_packed_faces_of_a_small_dtype_are_localised_without_wrapping():
-    verts, faces = tetrahedron()
+def test_packed_faces_of_a_small_dtype_are_localised_without_wrapping(device):
+    verts, faces = tetrahedron(device=device)
     packed_v = torch.cat([verts, verts + 2])
     packed_f = torch.cat([faces, faces + 4]).to(torch.uint8)
     v, f, lengths = pm.mesh.meshes_from_packed(packed_v, packed_f, [4, 4], [4, 4])
@@ -63,16 +67,17 @@ def test_bool_faces_are_a_type_error_naming_faces():
         pm.mesh.as_meshes(verts[None], faces[None].bool())
 
 
-def test_faces_out_of_range_in_any_dtype_name_faces():
+def test_faces_out_of_range_in_any_dtype_name_faces(device):
     verts, faces = tetrahedron()
+    verts = verts.to(device)
     with pytest.raises(ValueError, match="faces must index vertices in \\[0, 3\\]"):
-        pm.sample_points_on_mesh(verts, (faces + 1).to(torch.uint8), 10)
+        pm.sample_points_on_mesh(verts, (faces + 1).to(torch.uint8).to(device), 10)
     with pytest.raises(ValueError, match="faces contains negative"):
-        pm.sample_points_on_mesh(verts, (faces - 1).to(torch.int8), 10)
+        pm.sample_points_on_mesh(verts, (faces - 1).to(torch.int8).to(device), 10)
     huge = faces.to(torch.uint64)
     huge[0, 0] = torch.tensor(-1).to(torch.uint64)  # 2^64 - 1, which wraps to -1 in int64: out of range
     with pytest.raises(ValueError, match="faces must index vertices"):
-        pm.sample_points_on_mesh(verts, huge, 10)
+        pm.sample_points_on_mesh(verts, huge.to(device), 10)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -80,7 +85,7 @@ def test_faces_out_of_range_in_any_dtype_name_faces():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
-def test_degenerate_faces_have_exactly_zero_area_and_normal(gen, dtype):
+def test_degenerate_faces_have_exactly_zero_area_and_normal(gen, device, dtype):
     verts = torch.tensor([[0.1, 0.2, 0.3], [0.7, 0.11, 0.5], [0.3, 0.9, 0.2],
                           [0.7, 0.11, 0.5],  # a copy of vertex 1
                           [0.2, 0.4, 0.6], [0.4, 0.8, 1.2],  # collinear with each other and the origin
@@ -91,39 +96,43 @@ def test_degenerate_faces_have_exactly_zero_area_and_normal(gen, dtype):
         [0, 1, 3], [3, 2, 1],  # identical coordinates, distinct indices
         [6, 4, 5], [4, 6, 5], [5, 4, 6],  # exactly collinear corners (0, a, 2a)
     ])
+    verts, faces = verts.to(device), faces.to(device)
     areas, normals = pm.mesh.face_areas_normals(verts, faces)
     assert float(areas[0]) > 0 and torch.all(areas[1:] == 0), areas
     assert torch.all(normals[1:] == 0)
-    torch.testing.assert_close(normals[0].norm().double(), torch.tensor(1.0, dtype=torch.float64),
+    torch.testing.assert_close(normals[0].norm().double().cpu(), torch.tensor(1.0, dtype=torch.float64),
                                rtol=0, atol=torch.finfo(dtype).eps)
     s = pm.sample_points_on_mesh(verts, faces, 5000, generator=gen)
     assert torch.all(s.face_idx == 0)
     assert torch.all(s.normals == normals[0])
-    flat = pm.render_normals(verts, faces, pm.Cameras.orthographic(pm.rotation_y([0])), 16, shading="flat")
+    cameras = cameras_on(pm.Cameras.orthographic(pm.rotation_y([0])), device)
+    flat = pm.render_normals(verts, faces, cameras, 16, shading="flat")
     assert torch.isfinite(flat.normals).all()
 
 
-def test_zero_area_faces_are_never_drawn_by_the_inverse_cdf(gen, monkeypatch):
+def test_zero_area_faces_are_never_drawn_by_the_inverse_cdf(gen, monkeypatch, device):
     # the inverse-cdf path (meshes beyond torch.multinomial's 2^24 faces), forced on a small mesh
     monkeypatch.setattr(mesh_module, "_MULTINOMIAL_LIMIT", 1)
     verts, faces = tetrahedron()
     faces = torch.cat([faces[:1], torch.tensor([[1, 1, 2]]), faces[1:], torch.tensor([[0, 0, 0], [3, 3, 1]])])
+    verts, faces = verts.to(device), faces.to(device)
     s = pm.sample_points_on_mesh(verts, faces, 40_000, generator=gen)
     counts = torch.bincount(s.face_idx, minlength=len(faces))
     assert counts[1] == 0 and counts[-1] == 0 and counts[-2] == 0
     areas, _ = pm.mesh.face_areas_normals(verts, faces)
     expected = 40_000 * areas / areas.sum()
     assert torch.all((counts - expected).abs() <= 5 * expected.sqrt() + 1)
-    # a uniform number that rounds up to the total lands on the last face of positive area
+    # a uniform number that rounds up to the total lands on the last face of positive area (the CPU
+    # path of the internal draw_faces: the patched torch.rand below ignores `device`)
     weights = torch.tensor([1.0, 2.0, 0.0, 0.0], dtype=torch.float64)
     monkeypatch.setattr(torch, "rand", lambda n, **kw: torch.full((n,), 1 - 2**-60, dtype=torch.float64))
     assert mesh_module.draw_faces(weights, 3, None).tolist() == [1, 1, 1]
 
 
-def test_a_mesh_of_only_degenerate_faces_cannot_be_sampled():
-    verts, _ = tetrahedron()
+def test_a_mesh_of_only_degenerate_faces_cannot_be_sampled(device):
+    verts, _ = tetrahedron(device=device)
     with pytest.raises(ValueError, match="no face with positive area"):
-        pm.sample_points_on_mesh(verts, torch.tensor([[0, 1, 1], [2, 2, 3]]), 10)
+        pm.sample_points_on_mesh(verts, torch.tensor([[0, 1, 1], [2, 2, 3]], device=device), 10)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -160,8 +169,8 @@ def test_cuda_meshes_sample_with_a_cpu_generator():
 # Regressions from the property tests: every caller's error names its own argument
 
 
-def test_a_mesh_without_area_is_an_error_naming_the_callers_argument():
-    verts, faces = tetrahedron()
+def test_a_mesh_without_area_is_an_error_naming_the_callers_argument(device):
+    verts, faces = tetrahedron(device=device)
     zero = verts * 0
     with pytest.raises(ValueError, match=r"^verts: the mesh has no face with positive area"):
         pm.sample_points_on_mesh(zero, faces, 1)
@@ -173,22 +182,25 @@ def test_a_mesh_without_area_is_an_error_naming_the_callers_argument():
     with pytest.raises(ValueError, match=r"^verts:"):
         pm.sample_points_on_mesh(tiny, faces, 1)
     with pytest.raises(ValueError, match=r"^verts:"):
-        pm.point_mesh_distance(torch.rand(3, 3), zero, faces, samples=5)
+        pm.point_mesh_distance(torch.rand(3, 3).to(device), zero, faces, samples=5)
+    points = torch.rand(2, 3, 3).to(device)
     with pytest.raises(ValueError, match=r"^verts\[1\]:"):
-        pm.point_mesh_distance(torch.rand(2, 3, 3), torch.stack([verts, zero]), faces.expand(2, 4, 3), samples=5)
+        pm.point_mesh_distance(points, torch.stack([verts, zero]), faces.expand(2, 4, 3), samples=5)
     with pytest.raises(ValueError, match=r"^tgt_verts:"):
         pm.ddm_m2m(verts, faces, zero, faces, num_queries=4)
     with pytest.raises(ValueError, match=r"^pred_verts:"):
-        pm.mesh_normal_consistency(zero, faces, torch.rand(3, 3), torch.rand(3, 3), samples=4)
+        pm.mesh_normal_consistency(zero, faces, torch.rand(3, 3).to(device), torch.rand(3, 3).to(device), samples=4)
+    gt_points, gt_normals = torch.rand(3, 3).to(device), torch.rand(3, 3).to(device)
     with pytest.raises(ValueError, match=r"^pred_faces is empty"):
-        pm.mesh_normal_consistency(verts, faces[:0], torch.rand(3, 3), torch.rand(3, 3), samples=4)
+        pm.mesh_normal_consistency(verts, faces[:0], gt_points, gt_normals, samples=4)
 
 
-def test_a_tiny_but_representable_float16_mesh_is_sampled():
+def test_a_tiny_but_representable_float16_mesh_is_sampled(device):
     # areas are computed in float64: a float16 tetrahedron of size 1e-4, whose face areas (5e-9)
     # would underflow to 0 in float16, is not degenerate
     verts, faces = tetrahedron(torch.float16)
     verts = verts * 1e-4
     assert (torch.linalg.cross(verts[1] - verts[0], verts[2] - verts[0]) == 0).all()  # in float16
+    verts, faces = verts.to(device), faces.to(device)
     s = pm.sample_points_on_mesh(verts, faces, 10, generator=torch.Generator().manual_seed(0))
     assert s.points.dtype == torch.float16 and torch.isfinite(s.points).all()
