@@ -324,3 +324,13 @@ def test_auction_on_every_device_returns_the_cpu_result(gen, device, dtype):
         on = torch.empty(0, device=device).device  # "cuda" names the current GPU: cuda:0
         for w, g in zip(want, got):
             assert g.device == on and torch.equal(w, g.cpu())
+
+
+@pytest.mark.parametrize("B,N,M", [(2, 0, 0), (0, 4, 5), (1, 0, 3), (1, 3, 0)])
+def test_device_schedule_with_no_points_at_all(B, N, M):
+    """Empty batches and clouds with no slots (found by a property sweep: the device layout's
+    bounding box reduced over an empty dimension)."""
+    args = (torch.rand(B, N, 3, dtype=torch.float64), torch.rand(B, M, 3, dtype=torch.float64),
+            torch.full((B,), N), torch.full((B,), M), 1, 1e-3, 1000)
+    want = assert_same_auction(args, 10)
+    assert torch.equal(want[0], torch.full((B, N), -1))

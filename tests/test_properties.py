@@ -904,6 +904,14 @@ def test_earth_movers_distance(pair, p, rel_tol):
         assert float(lower[b]) <= best + tol * scale + 1e-300, f"lower bound {float(lower[b])} above exact {best}"
         assert torch.isfinite(gap[b]) and float(gap[b]) >= -tol, f"gap {float(gap[b])}"
     backward_ok(r.distance, [x.grad_input, y.grad_input], [x.pad, y.pad], "earth_movers_distance")
+    # The CUDA auction's schedule, run on the CPU by its portable driver, gives the CPU op's result
+    # on the same (float64, padding included) inputs, with relaunches after every 3 bids.
+    args = (x.values.contiguous(), y.values.contiguous(), torch.tensor(x.lengths), torch.tensor(y.lengths), p,
+            float(rel_tol), 1_000_000)
+    want = torch.ops.pointmetrics.auction_assignment(*args)
+    got = torch.ops.pointmetrics_testing.auction_assignment_portable(*args, 3)
+    for name, w, g in zip(("assignment", "cost", "lower", "eps", "rounds", "phases", "complete"), want, got):
+        assert torch.equal(w, g), f"portable auction differs from the CPU op in {name}: {g.tolist()} vs {w.tolist()}"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -60,16 +60,17 @@ BatchAuction::BatchAuction(const at::Tensor& x_in, const at::Tensor& y_in, const
   n_dev_ = at::tensor(n_, at::kLong).to(device);
   m_dev_ = at::tensor(m_, at::kLong).to(device);
 
-  // The box around both sets of each problem (NaN if a coordinate is), read in one copy.
+  // The box around both sets of each problem (NaN if a coordinate is), read in one copy. With no
+  // slots at all (L == 0) every problem is empty and needs no bound (amin refuses an empty dim).
   const double inf = std::numeric_limits<double>::infinity();
+  largest_.assign(B_, 0.0);
   const at::Tensor slots = at::arange(L_, i64).unsqueeze(0);
   const at::Tensor real = (slots < n_dev_.unsqueeze(1)).unsqueeze(2), held = (slots < m_dev_.unsqueeze(1)).unsqueeze(2);
   const at::Tensor bd = bidders_.to(at::kDouble), od = objects_.to(at::kDouble);
-  const at::Tensor lo = at::minimum(at::where(real, bd, inf).amin(1), at::where(held, od, inf).amin(1));
-  const at::Tensor hi = at::maximum(at::where(real, bd, -inf).amax(1), at::where(held, od, -inf).amax(1));
+  const at::Tensor lo = L_ == 0 ? at::empty({B_, D}, f64) : at::minimum(at::where(real, bd, inf).amin(1), at::where(held, od, inf).amin(1));
+  const at::Tensor hi = L_ == 0 ? at::empty({B_, D}, f64) : at::maximum(at::where(real, bd, -inf).amax(1), at::where(held, od, -inf).amax(1));
   const at::Tensor box = at::stack({lo, hi}).cpu().contiguous();  // (2, B, D)
-  largest_.resize(B_);
-  for (int64_t b = 0; b < B_; ++b) {
+  for (int64_t b = 0; b < B_ && L_ > 0; ++b) {
     const double* lo_b = box.data_ptr<double>() + b * D;
     const double* hi_b = lo_b + B_ * D;
     const int d = static_cast<int>(D);
