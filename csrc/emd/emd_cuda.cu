@@ -56,22 +56,21 @@ __global__ void rounds_kernel(AuctionArrays<scalar_t> a, const int64_t* active, 
   }
 }
 
-template <int P, typename scalar_t>
-__global__ void cost_kernel(AuctionArrays<scalar_t> a, const int64_t* active, double* sums) {
+// sums[b]: problem b's assignment cost (BOUND false) or dual bound (BOUND true); the terms in
+// parallel, their sum by one thread in index order, as the CPU adds them.
+template <int P, typename scalar_t, bool BOUND>
+__global__ void sum_kernel(AuctionArrays<scalar_t> a, const int64_t* active, double* sums) {
   const int64_t b = active[blockIdx.x];
   AuctionProblem<P, scalar_t> problem(a, b);
-  for (int64_t i = threadIdx.x; i < problem.n; i += blockDim.x) problem.cost_term(i);
+  for (int64_t i = threadIdx.x; i < problem.n; i += blockDim.x) {
+    if constexpr (BOUND) {
+      problem.bound_term(i);
+    } else {
+      problem.cost_term(i);
+    }
+  }
   __syncthreads();
-  if (threadIdx.x == 0) sums[b] = problem.cost_sum();
-}
-
-template <int P, typename scalar_t>
-__global__ void bound_kernel(AuctionArrays<scalar_t> a, const int64_t* active, double* sums) {
-  const int64_t b = active[blockIdx.x];
-  AuctionProblem<P, scalar_t> problem(a, b);
-  for (int64_t i = threadIdx.x; i < problem.n; i += blockDim.x) problem.bound_term(i);
-  __syncthreads();
-  if (threadIdx.x == 0) sums[b] = problem.bound_sum();
+  if (threadIdx.x == 0) sums[b] = BOUND ? problem.bound_sum() : problem.cost_sum();
 }
 
 class CudaAuction final : public BatchAuction {
@@ -97,19 +96,14 @@ class CudaAuction final : public BatchAuction {
     });
   }
 
-  void costs(const at::Tensor& active) override {
-    dispatch([&](auto p, auto* tag) {
-      using T = std::remove_pointer_t<decltype(tag)>;
-      cost_kernel<decltype(p)::value, T>
-          <<<blocks(active), kThreads, 0, stream()>>>(arrays<T>(), active.data_ptr<int64_t>(), sums_.data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  }
+  void costs(const at::Tensor& active) override { launch_sums<false>(active); }
+  void dual_bounds(const at::Tensor& active) override { launch_sums<true>(active); }
 
-  void dual_bounds(const at::Tensor& active) override {
+  template <bool BOUND>
+  void launch_sums(const at::Tensor& active) {
     dispatch([&](auto p, auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      bound_kernel<decltype(p)::value, T>
+      sum_kernel<decltype(p)::value, T, BOUND>
           <<<blocks(active), kThreads, 0, stream()>>>(arrays<T>(), active.data_ptr<int64_t>(), sums_.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
