@@ -242,8 +242,9 @@ def test_half_inputs_are_measured_in_float32(gen, device, dtype):
 
 # The CUDA auction (emd_cuda.cu) lays the batch out in device arrays, builds the price trees with
 # the device builder and runs the rounds as kernels that stop after a bounded amount of work and
-# resume. Its portable driver runs the same steps on the CPU: it must return the CPU op's
-# assignment and every statistic bit for bit, whatever the launch budget.
+# resume, inside a round if need be (a budget of 1 relaunches after every bid). Its portable
+# driver runs the same steps on the CPU: it must return the CPU op's assignment and every
+# statistic bit for bit, whatever the launch budget.
 auction = torch.ops.pointmetrics.auction_assignment
 auction_portable = torch.ops.pointmetrics_testing.auction_assignment_portable
 

@@ -95,8 +95,7 @@ BatchAuction::BatchAuction(const at::Tensor& x_in, const at::Tensor& y_in, const
   repriced_ = at::full({B_, L_}, -1, i64);
   bids_ = at::empty({B_ * L_ * static_cast<int64_t>(sizeof(Bid))}, x.options().dtype(at::kByte));
   terms_ = at::zeros({B_, L_}, f64);
-  counters_ = at::zeros({B_, 4}, i64);
-  static_assert(sizeof(RoundCounters) == 4 * sizeof(int64_t), "counters are stored as (B, 4) int64");
+  counters_ = at::zeros({B_, kCounterFields}, i64);
   sums_ = at::zeros({B_}, f64);
 }
 

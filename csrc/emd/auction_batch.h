@@ -19,8 +19,8 @@ namespace pm {
 
 class BatchAuction {
  public:
-  // `launch_work`: bids a run_rounds call may apply before it returns (it ends after the round that
-  // crosses it), which bounds each CUDA launch; the result does not depend on it.
+  // `launch_work`: bids a run_rounds call applies at most before it returns (it may stop inside a
+  // round), which bounds each CUDA launch; the result does not depend on it.
   BatchAuction(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths, const at::Tensor& y_lengths,
                int64_t p, double rel_tol, int64_t max_rounds, int64_t launch_work);
   virtual ~BatchAuction() = default;
@@ -31,7 +31,7 @@ class BatchAuction {
   // The device steps, each over the problems listed in `active` ((K,) int64 on the device).
   virtual void start_phases(const at::Tensor& active) = 0;
   // Rounds of each listed problem's phase (eps: (B,) double), until the phase ends, stops, or
-  // the problem has applied launch_work bids in this call.
+  // the problem has applied launch_work bids in this call (a round can span calls).
   virtual void run_rounds(const at::Tensor& active, const at::Tensor& eps) = 0;
   virtual void costs(const at::Tensor& active) = 0;        // sums[b]: the cost of b's assignment
   virtual void dual_bounds(const at::Tensor& active) = 0;  // sums[b]: the dual bound at b's prices

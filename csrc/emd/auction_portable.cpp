@@ -40,11 +40,13 @@ class PortableAuction final : public BatchAuction {
     each_problem(active, [&](auto& problem, int64_t b) {
       const double eps_b = e.data_ptr<double>()[b];
       int64_t work = 0;
-      while (work < launch_work_ && problem.begin_round(max_rounds_)) {
-        const int64_t queued = problem.c->count;
-        for (int64_t u = 0; u < queued; ++u) problem.compute_bid(u, eps_b);
-        problem.apply_bids(eps_b);
-        work += queued;
+      while (work < launch_work_) {
+        const int step = problem.next_step(max_rounds_);
+        if (step == kNoRound) break;
+        if (step == kFreshRound) {
+          for (int64_t u = 0; u < problem.c->count; ++u) problem.compute_bid(u, eps_b);
+        }
+        work += problem.apply_bids(eps_b, launch_work_ - work);
       }
     });
   }

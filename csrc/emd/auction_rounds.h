@@ -9,8 +9,8 @@
 //      second-best object was repriced earlier in the round is recomputed at today's prices, an
 //      owner who loses its object joins the next round's queue.
 // This is emd_cpu.cpp's run_phase step for step, so both return the same assignment; the arrays
-// differ (two queue buffers swapped by parity, counters in memory), and the phase can stop after
-// any round and resume in a later launch, which keeps every CUDA launch bounded.
+// differ (two queue buffers swapped by parity, counters in memory), and a phase can stop after any
+// bid and resume in a later launch, which bounds the work of every CUDA launch.
 #pragma once
 
 #include <cstdint>
@@ -19,17 +19,27 @@
 
 namespace pm {
 
-// The state of one problem's phase, in memory so that a phase can span launches.
+// The state of one problem's phase, in memory so that a phase (and a round) can span launches.
 struct RoundCounters {
-  int64_t count;   // bidders in the current queue
-  int64_t rounds;  // bidding rounds so far, all phases (a bid is stale if its object's repriced == rounds)
-  int64_t parity;  // which of the two queue buffers holds the current queue
-  int64_t status;  // kRunning, kOutOfRounds or kNoObject
+  int64_t count;    // bidders in the current round's queue
+  int64_t rounds;   // bidding rounds so far, all phases (a bid is stale if its object's repriced == rounds)
+  int64_t parity;   // which of the two queue buffers holds the current queue
+  int64_t status;   // kRunning, kOutOfRounds or kNoObject
+  int64_t applied;  // bids of the current round applied so far
+  int64_t queued;   // bidders already in the next round's queue
 };
+
+constexpr int64_t kCounterFields = 6;  // stored as (B, kCounterFields) int64
+static_assert(sizeof(RoundCounters) == kCounterFields * sizeof(int64_t), "RoundCounters is plain int64 fields");
 
 constexpr int64_t kRunning = 0;
 constexpr int64_t kOutOfRounds = 1;  // max_rounds ran out (the CPU's run_phase returns false)
 constexpr int64_t kNoObject = 2;     // a bidder found no object to bid for (the CPU's TORCH_CHECK)
+
+// What a problem does next (AuctionProblem::next_step).
+constexpr int kNoRound = 0;     // its phase is over, or has stopped
+constexpr int kFreshRound = 1;  // a new round: compute its bids, then apply them
+constexpr int kResume = 2;      // the current round has bids left to apply (computed in an earlier launch)
 
 // All problems of a batch: B problems in slots of L points, bidders (the smaller set) and objects
 // already oriented. tree_* are null when D != 3 (every bid scans all objects).
@@ -127,17 +137,21 @@ struct AuctionProblem {
     c->count = m;
     c->parity = 0;
     c->status = kRunning;
+    c->applied = 0;
+    c->queued = 0;
   }
 
-  // Before a round, once: false when the phase is over (empty queue) or has stopped; counts the
-  // round, and stops the phase when that exceeds max_rounds.
-  PM_HD bool begin_round(int64_t max_rounds) {
-    if (c->status != kRunning || c->count == 0) return false;
+  // Before each step, once: kNoRound when the phase is over (empty queue) or has stopped; kResume
+  // when the current round has bids left to apply; otherwise counts a new round (kFreshRound), and
+  // stops the phase when that exceeds max_rounds.
+  PM_HD int next_step(int64_t max_rounds) {
+    if (c->status != kRunning || c->count == 0) return kNoRound;
+    if (c->applied > 0) return kResume;
     if (++c->rounds > max_rounds) {
       c->status = kOutOfRounds;
-      return false;
+      return kNoRound;
     }
-    return true;
+    return kFreshRound;
   }
 
   // Round step 1, for every u < c->count (in parallel): the u-th queued bidder's bid at the
@@ -146,13 +160,15 @@ struct AuctionProblem {
     bids[u] = bid_from(top_two(queue(c->parity)[u]), prices, eps);
   }
 
-  // Round step 2, once: the bids in queue order, each against the prices its predecessors left.
-  PM_HD void apply_bids(double eps) {
+  // Round step 2, once: the next (at most `budget`) bids in queue order, each against the prices
+  // its predecessors left. Returns how many were applied; the round ends with its last bid.
+  PM_HD int64_t apply_bids(double eps, int64_t budget) {
     const int64_t* current = queue(c->parity);
     int64_t* next = queue(1 - c->parity);
-    const int64_t round = c->rounds;
-    int64_t queued = 0;
-    for (int64_t u = 0; u < c->count; ++u) {
+    const int64_t round = c->rounds, begin = c->applied;
+    const int64_t end = c->count - begin > budget ? begin + budget : c->count;
+    int64_t queued = c->queued;
+    for (int64_t u = begin; u < end; ++u) {
       const int64_t i = current[u];
       Bid bid = bids[u];
       const bool stale = (bid.object >= 0 && repriced[bid.object] == round) ||
@@ -161,7 +177,7 @@ struct AuctionProblem {
       const int64_t j = bid.object;
       if (j < 0) {
         c->status = kNoObject;
-        return;
+        return u - begin;
       }
       if (owner[j] >= 0) {  // the previous owner loses the object and bids again next round
         assigned[owner[j]] = -1;
@@ -173,8 +189,16 @@ struct AuctionProblem {
       repriced[j] = round;
       if (tree.n > 0) raise_min_price(tree, min_price, slot_of[j], prices);
     }
-    c->count = queued;
-    c->parity = 1 - c->parity;
+    if (end == c->count) {  // the round is over: the displaced owners make the next one
+      c->count = queued;
+      c->parity = 1 - c->parity;
+      c->applied = 0;
+      c->queued = 0;
+    } else {
+      c->applied = end;
+      c->queued = queued;
+    }
+    return end - begin;
   }
 
   // --- sums, each term in parallel, the sum once and in index order (as the CPU adds them) ------

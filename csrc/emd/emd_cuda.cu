@@ -2,8 +2,8 @@
 // block per problem. In a round the block's threads compute the queued bidders' bids in parallel
 // (each a search of the price tree, on the device), then one thread applies them in queue order,
 // recomputing the stale ones: emd_cpu.cpp's schedule step for step (auction_rounds.h), so CUDA
-// returns the CPU's assignment. A launch stops after the round in which its problem has applied
-// kLaunchWork bids and the host launches again, so no launch runs long enough for a display
+// returns the CPU's assignment. A launch stops once its problem has applied kLaunchWork bids, inside
+// a round if need be, and the host launches again, so no launch runs long enough for a display
 // watchdog; the host reads the problems' counters once per launch.
 //
 // Where the time goes: the rounds of a phase depend on each other (each bid sees the prices that
@@ -38,21 +38,24 @@ __global__ void rounds_kernel(AuctionArrays<scalar_t> a, const int64_t* active, 
   const int64_t b = active[blockIdx.x];
   AuctionProblem<P, scalar_t> problem(a, b);
   const double eps = eps_of[b];
-  __shared__ int64_t queued_shared;  // this round's queue length; 0 ends the launch
-  int64_t work = 0;
+  __shared__ int step_shared;        // problem.next_step's answer; kNoRound ends the launch
+  __shared__ int64_t queued_shared;  // the round's queue length
+  int64_t work = 0;                  // bids applied in this launch (thread 0's count is the one used)
   while (true) {
     if (threadIdx.x == 0) {
-      queued_shared = work < work_budget && problem.begin_round(max_rounds) ? problem.c->count : 0;
+      step_shared = work < work_budget ? problem.next_step(max_rounds) : kNoRound;
+      queued_shared = problem.c->count;
     }
     __syncthreads();
-    const int64_t queued = queued_shared;
-    if (queued == 0) break;
-    for (int64_t u = threadIdx.x; u < queued; u += blockDim.x) problem.compute_bid(u, eps);
-    __syncthreads();  // every bid is written before any is applied
-    // Thread 0 rewrites queued_shared only after this barrier, which every thread passes after
-    // reading it: no third barrier is needed.
-    if (threadIdx.x == 0) problem.apply_bids(eps);
-    work += queued;
+    const int step = step_shared;
+    if (step == kNoRound) break;
+    if (step == kFreshRound) {
+      const int64_t queued = queued_shared;
+      for (int64_t u = threadIdx.x; u < queued; u += blockDim.x) problem.compute_bid(u, eps);
+      __syncthreads();  // every bid is written before any is applied
+    }
+    if (threadIdx.x == 0) work += problem.apply_bids(eps, work_budget - work);
+    __syncthreads();  // the shared answers are read by every thread before thread 0 rewrites them
   }
 }
 
