@@ -65,10 +65,14 @@ BatchAuction::BatchAuction(const at::Tensor& x_in, const at::Tensor& y_in, const
   const double inf = std::numeric_limits<double>::infinity();
   largest_.assign(B_, 0.0);
   const at::Tensor slots = at::arange(L_, i64).unsqueeze(0);
-  const at::Tensor real = (slots < n_dev_.unsqueeze(1)).unsqueeze(2), held = (slots < m_dev_.unsqueeze(1)).unsqueeze(2);
+  const at::Tensor real = (slots < n_dev_.unsqueeze(1)).unsqueeze(2);  // (B, L, 1) valid bidders
+  const at::Tensor held = (slots < m_dev_.unsqueeze(1)).unsqueeze(2);  // valid objects
   const at::Tensor bd = bidders_.to(at::kDouble), od = objects_.to(at::kDouble);
-  const at::Tensor lo = L_ == 0 ? at::empty({B_, D}, f64) : at::minimum(at::where(real, bd, inf).amin(1), at::where(held, od, inf).amin(1));
-  const at::Tensor hi = L_ == 0 ? at::empty({B_, D}, f64) : at::maximum(at::where(real, bd, -inf).amax(1), at::where(held, od, -inf).amax(1));
+  at::Tensor lo = at::empty({B_, D}, f64), hi = at::empty({B_, D}, f64);
+  if (L_ > 0) {
+    lo = at::minimum(at::where(real, bd, inf).amin(1), at::where(held, od, inf).amin(1));
+    hi = at::maximum(at::where(real, bd, -inf).amax(1), at::where(held, od, -inf).amax(1));
+  }
   const at::Tensor box = at::stack({lo, hi}).cpu().contiguous();  // (2, B, D)
   for (int64_t b = 0; b < B_ && L_ > 0; ++b) {
     const double* lo_b = box.data_ptr<double>() + b * D;

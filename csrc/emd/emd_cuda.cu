@@ -106,8 +106,8 @@ class CudaAuction final : public BatchAuction {
   void launch_sums(const at::Tensor& active) {
     dispatch([&](auto p, auto* tag) {
       using T = std::remove_pointer_t<decltype(tag)>;
-      sum_kernel<decltype(p)::value, T, BOUND>
-          <<<blocks(active), kThreads, 0, stream()>>>(arrays<T>(), active.data_ptr<int64_t>(), sums_.data_ptr<double>());
+      sum_kernel<decltype(p)::value, T, BOUND><<<blocks(active), kThreads, 0, stream()>>>(
+          arrays<T>(), active.data_ptr<int64_t>(), sums_.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
