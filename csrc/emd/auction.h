@@ -172,6 +172,17 @@ PM_HD void raise_min_price(const PriceTreeView<scalar_t>& tree, double* min_pric
   }
 }
 
+// The dual bound LB(p) = sum_i min_j (c_ij + p_j) - sum_j p_j <= optimal cost, for any prices
+// p >= 0, from the real bidders' terms (n), the m - n dummies' common term (the smallest price) and
+// the m prices; added in this order on every backend, so that the sums agree bit for bit.
+PM_HD double dual_bound_sum(const double* terms, int64_t n, int64_t m, double dummy_term, const double* prices) {
+  double bound = 0.0;
+  for (int64_t i = 0; i < n; ++i) bound = add(bound, terms[i]);
+  if (m > n) bound = add(bound, mul(static_cast<double>(m - n), dummy_term));
+  for (int64_t j = 0; j < m; ++j) bound = sub(bound, prices[j]);
+  return bound;
+}
+
 // The smallest and largest coordinate so far along one axis; a NaN coordinate makes both NaN, so
 // that the cost bound built from them reports it (std::min and std::max would skip it).
 PM_HD void widen(double v, double& lo, double& hi) {

@@ -14,11 +14,6 @@ namespace pm {
 
 namespace {
 
-constexpr const char* kNotFinite =
-    "auction_assignment: the points' costs are not finite in double precision "
-    "(NaN or Inf coordinates, or coordinates beyond about 1e154)";
-constexpr const char* kNoObjectMessage = "auction_assignment: a bidder found no object to bid for (non-finite costs)";
-
 // Pads dimension 1 of (B, n, D) points to `L` rows of zeros.
 at::Tensor pad_rows(const at::Tensor& points, int64_t L) {
   return at::constant_pad_nd(points, {0, 0, 0, L - points.size(1)}, 0).contiguous();
@@ -44,19 +39,17 @@ BatchAuction::BatchAuction(const at::Tensor& x_in, const at::Tensor& y_in, const
   std::vector<int64_t> swap(B_);
   n_.resize(B_);
   m_.resize(B_);
-  swapped_.resize(B_);
   for (int64_t b = 0; b < B_; ++b) {  // the smaller set bids, x on a tie (as emd_cpu.cpp)
-    swapped_[b] = xl[b] > yl[b];
-    swap[b] = swapped_[b];
+    swap[b] = xl[b] > yl[b];
     n_[b] = std::min(xl[b], yl[b]);
     m_[b] = std::max(xl[b], yl[b]);
   }
   const at::Device device = x.device();
   const auto i64 = x_lengths.options().dtype(at::kLong), f64 = x.options().dtype(at::kDouble);
-  const at::Tensor swap_dev = at::tensor(swap, at::kLong).to(device).to(at::kBool).view({B_, 1, 1});
+  swapped_ = at::tensor(swap, at::kLong).to(device).to(at::kBool);
   const at::Tensor xs = pad_rows(x, L_), ys = pad_rows(y, L_);
-  bidders_ = at::where(swap_dev, ys, xs).contiguous();
-  objects_ = at::where(swap_dev, xs, ys).contiguous();
+  bidders_ = at::where(swapped_.view({B_, 1, 1}), ys, xs).contiguous();
+  objects_ = at::where(swapped_.view({B_, 1, 1}), xs, ys).contiguous();
   n_dev_ = at::tensor(n_, at::kLong).to(device);
   m_dev_ = at::tensor(m_, at::kLong).to(device);
 
@@ -114,7 +107,10 @@ std::vector<double> BatchAuction::host_sums(const std::vector<int64_t>& problems
   return out;
 }
 
-std::vector<int64_t> BatchAuction::finish_phase(const std::vector<int64_t>& problems, const std::vector<double>& eps) {
+std::vector<int64_t> BatchAuction::finish_phase(const std::vector<int64_t>& problems,
+                                                const std::vector<EpsSchedule>& schedule) {
+  std::vector<double> eps(B_);
+  for (int64_t b = 0; b < B_; ++b) eps[b] = schedule[b].eps;
   const at::Tensor eps_dev = at::tensor(eps, at::kDouble).to(n_dev_.device());
   start_phases(device_list(problems));
   std::vector<int64_t> pending = problems, status(B_, kRunning);
@@ -138,26 +134,25 @@ AuctionResult BatchAuction::solve() {
   for (int64_t b = 0; b < B_; ++b) {
     if (n_[b] > 0) live.push_back(b);
   }
-  std::vector<double> eps(B_, 0.0), target(B_, 0.0), cost(B_, 0.0), lower(B_, 0.0);
+  std::vector<EpsSchedule> schedule(B_, EpsSchedule(1.0, 0.0, 1, 0.0));  // replaced for every live problem
+  std::vector<double> cost(B_, 0.0), lower(B_, 0.0);
   if (!live.empty()) {  // the nearest objects' costs: the dual bound at zero prices
     dual_bounds(device_list(live));
     const std::vector<double> nearest = host_sums(live);
     for (size_t k = 0; k < live.size(); ++k) {
       const int64_t b = live[k];
-      TORCH_CHECK(std::isfinite(largest_[b]), kNotFinite);
-      const double m = static_cast<double>(m_[b]);
-      target[b] = std::max(rel_tol_ * nearest[k] / m, 1e-12 * largest_[b] + 1e-300);
-      eps[b] = std::max(largest_[b] / 5.0, target[b]);
+      TORCH_CHECK(std::isfinite(largest_[b]), kCostsNotFinite);
+      schedule[b] = EpsSchedule(rel_tol_, nearest[k], m_[b], largest_[b]);
       lower[b] = nearest[k];
     }
   }
   std::vector<int64_t> running = live;
   while (!running.empty()) {
     for (int64_t b : running) ++stats[b].phases;
-    const std::vector<int64_t> status = finish_phase(running, eps);
+    const std::vector<int64_t> status = finish_phase(running, schedule);
     std::vector<int64_t> ended;  // phases that matched every bidder
     for (int64_t b : running) {
-      TORCH_CHECK(status[b] != kNoObject, kNoObjectMessage);
+      TORCH_CHECK(status[b] != kNoObject, kNoObjectToBid);
       if (status[b] == kOutOfRounds) {
         stats[b].complete = false;
       } else {
@@ -167,11 +162,11 @@ AuctionResult BatchAuction::solve() {
     if (ended.empty()) break;
     costs(device_list(ended));
     const std::vector<double> phase_cost = host_sums(ended);
-    std::vector<int64_t> near;  // eps-complementary slackness could already meet the tolerance
+    std::vector<int64_t> near;  // the problems whose dual bound is worth computing
     for (size_t k = 0; k < ended.size(); ++k) {
       const int64_t b = ended[k];
       cost[b] = phase_cost[k];
-      if (eps[b] <= target[b] || static_cast<double>(m_[b]) * eps[b] <= rel_tol_ * cost[b]) near.push_back(b);
+      if (schedule[b].bound_worth_computing(rel_tol_, m_[b], cost[b])) near.push_back(b);
     }
     std::vector<bool> finished(B_, false);
     if (!near.empty()) {
@@ -180,13 +175,13 @@ AuctionResult BatchAuction::solve() {
       for (size_t k = 0; k < near.size(); ++k) {
         const int64_t b = near[k];
         lower[b] = std::max(lower[b], bound[k]);
-        finished[b] = eps[b] <= target[b] || cost[b] - lower[b] <= rel_tol_ * std::max(lower[b], 0.0);
+        finished[b] = schedule[b].done(rel_tol_, cost[b], lower[b]);
       }
     }
     running.clear();
     for (int64_t b : ended) {
       if (finished[b]) continue;
-      eps[b] = std::max(eps[b] / 5.0, target[b]);
+      schedule[b].next();
       running.push_back(b);
     }
   }
@@ -194,7 +189,7 @@ AuctionResult BatchAuction::solve() {
   for (int64_t b : live) {
     stats[b].cost = cost[b];
     stats[b].lower_bound = std::min(lower[b], cost[b]);
-    stats[b].eps = eps[b];
+    stats[b].eps = schedule[b].eps;
     stats[b].rounds = reinterpret_cast<const RoundCounters*>(counters.data_ptr<int64_t>())[b].rounds;
   }
   const auto [a, total, bound, last_eps, rounds, phases, complete] = auction_result(at::Tensor(), stats);
@@ -205,8 +200,7 @@ AuctionResult BatchAuction::solve() {
 // Each x point's partner in y (-1 if none): the bidders' objects, or their inverse where y bid.
 at::Tensor BatchAuction::assignment() const {
   const auto i64 = n_dev_.options();
-  std::vector<int64_t> swap(swapped_.begin(), swapped_.end());
-  const at::Tensor swap_dev = at::tensor(swap, at::kLong).to(n_dev_.device()).to(at::kBool).unsqueeze(1);
+  const at::Tensor swap_dev = swapped_.unsqueeze(1);
   const at::Tensor slots = at::arange(L_, i64).unsqueeze(0);
   const at::Tensor real = slots < n_dev_.unsqueeze(1);
   const at::Tensor direct = at::where(real, assigned_, -1).narrow(1, 0, N_);

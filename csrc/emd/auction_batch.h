@@ -78,8 +78,8 @@ class BatchAuction {
   double rel_tol_;
   int64_t B_ = 0, N_ = 0, L_ = 0;
   std::vector<int64_t> n_, m_;  // bidders and objects per problem (the smaller set bids)
-  std::vector<bool> swapped_;   // problem b's bidders are y (x has more points)
   std::vector<double> largest_;  // an upper bound on every cost of problem b
+  at::Tensor swapped_;           // (B,) bool on the device: problem b's bidders are y (x has more points)
   at::Tensor bidders_, objects_, n_dev_, m_dev_;
   BatchTree tree_;  // undefined tensors when D != 3
   at::Tensor slot_of_, min_price_, prices_, owner_, assigned_, queue_, repriced_, bids_, terms_, counters_, sums_;
@@ -88,7 +88,7 @@ class BatchAuction {
   at::Tensor device_list(const std::vector<int64_t>& problems) const;
   std::vector<double> host_sums(const std::vector<int64_t>& problems) const;
   // Runs the listed problems' current phase to its end; returns each one's status.
-  std::vector<int64_t> finish_phase(const std::vector<int64_t>& problems, const std::vector<double>& eps);
+  std::vector<int64_t> finish_phase(const std::vector<int64_t>& problems, const std::vector<EpsSchedule>& schedule);
   at::Tensor assignment() const;
 };
 

@@ -215,14 +215,8 @@ struct AuctionProblem {
   // For every bidder i < n: its term of the dual bound.
   PM_HD void bound_term(int64_t i) { terms[i] = cheapest(i); }
 
-  // LB(p) = sum_i min_j (c_ij + p_j) - sum_j p_j, the m - n dummies' term being the smallest price.
-  PM_HD double bound_sum() const {
-    double bound = 0.0;
-    for (int64_t i = 0; i < n; ++i) bound = add(bound, terms[i]);
-    if (m > n) bound = add(bound, mul(static_cast<double>(m - n), cheapest(n)));
-    for (int64_t j = 0; j < m; ++j) bound = sub(bound, prices[j]);
-    return bound;
-  }
+  // The dual bound from the terms (auction.h's dual_bound_sum, as the CPU adds it).
+  PM_HD double bound_sum() const { return dual_bound_sum(terms, n, m, m > n ? cheapest(n) : 0.0, prices); }
 };
 
 }  // namespace pm

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <tuple>
 #include <vector>
@@ -60,6 +61,37 @@ inline void check_auction_args(const at::Tensor& x, const at::Tensor& y, const a
   TORCH_CHECK(rel_tol > 0.0, "auction_assignment: rel_tol must be positive");
   TORCH_CHECK(max_rounds >= 1, "auction_assignment: max_rounds must be at least 1");
 }
+
+constexpr const char* kCostsNotFinite =
+    "auction_assignment: the points' costs are not finite in double precision "
+    "(NaN or Inf coordinates, or coordinates beyond about 1e154)";
+constexpr const char* kNoObjectToBid = "auction_assignment: a bidder found no object to bid for (non-finite costs)";
+
+// One problem's eps-scaling schedule (Bertsekas). Both backends take every decision from it, on
+// the same numbers, so they run the same phases.
+struct EpsSchedule {
+  double target;  // the last phase's eps
+  double eps;     // the current phase's eps
+
+  // `nearest`: the nearest objects' costs, a lower bound on the optimum; the final eps keeps m * eps
+  // within the tolerance of it. The first eps is a fifth of the largest possible cost: starting
+  // from local costs invites price wars when some points must travel far.
+  EpsSchedule(double rel_tol, double nearest, int64_t m, double largest)
+      : target(std::max(rel_tol * nearest / static_cast<double>(m), 1e-12 * largest + 1e-300)),
+        eps(std::max(largest / 5.0, target)) {}
+
+  bool last() const { return eps <= target; }
+  // eps-complementary slackness gives cost <= OPT + m eps; once that could be within the
+  // tolerance, the dual bound is worth computing.
+  bool bound_worth_computing(double rel_tol, int64_t m, double cost) const {
+    return last() || static_cast<double>(m) * eps <= rel_tol * cost;
+  }
+  // After the dual bound `lower`: whether the assignment of cost `cost` is good enough.
+  bool done(double rel_tol, double cost, double lower) const {
+    return last() || cost - lower <= rel_tol * std::max(lower, 0.0);
+  }
+  void next() { eps = std::max(eps / 5.0, target); }
+};
 
 // The CPU solve (emd_cuda.cu runs the same schedule on the device, auction_batch.h).
 AuctionResult auction_assignment_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,

@@ -110,7 +110,7 @@ bool run_phase(Problem<P, scalar_t>& pr, double eps, std::vector<double>& prices
       const bool stale = (b.object >= 0 && repriced[b.object] == rounds) || (b.second >= 0 && repriced[b.second] == rounds);
       if (stale) b = bid_from(pr.top_two(i, prices), prices.data(), eps);
       const int64_t j = b.object;
-      TORCH_CHECK(j >= 0, "auction_assignment: a bidder found no object to bid for (non-finite costs)");
+      TORCH_CHECK(j >= 0, kNoObjectToBid);
       if (owner[j] >= 0) {  // the previous owner loses the object and bids again next round
         assigned[owner[j]] = -1;
         next.push_back(owner[j]);
@@ -126,19 +126,15 @@ bool run_phase(Problem<P, scalar_t>& pr, double eps, std::vector<double>& prices
   return true;
 }
 
-// LB(p) = sum_i min_j (c_ij + p_j) - sum_j p_j <= optimal cost, for any prices p >= 0; the sum
-// over i includes the m - n dummies, whose term is the smallest price.
+// The dual bound at the given prices (auction.h's dual_bound_sum).
 template <int P, typename scalar_t>
 double dual_bound(const Problem<P, scalar_t>& pr, const std::vector<double>& prices) {
   std::vector<double> terms(pr.n);
   at::parallel_for(0, pr.n, 64, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) terms[i] = pr.cheapest(i, prices);
   });
-  double bound = 0.0;
-  for (double t : terms) bound = add(bound, t);
-  if (pr.m > pr.n) bound = add(bound, mul(static_cast<double>(pr.m - pr.n), pr.cheapest(pr.n, prices)));
-  for (double p : prices) bound = sub(bound, p);
-  return bound;
+  const double dummy_term = pr.m > pr.n ? pr.cheapest(pr.n, prices) : 0.0;
+  return dual_bound_sum(terms.data(), pr.n, pr.m, dummy_term, prices.data());
 }
 
 // Solves one problem; writes each real bidder's object and the problem's stats.
@@ -148,39 +144,31 @@ void solve(Problem<P, scalar_t>& pr, double rel_tol, int64_t max_rounds, int64_t
   if (pr.n == 0) return;
   std::vector<double> prices(pr.m, 0.0);
   pr.reset_prices(prices);
-  // The nearest objects' costs sum to a lower bound on the optimum: the final eps keeps
-  // m * eps within the tolerance of it. The first eps is a fifth of the largest possible cost
-  // (Bertsekas): starting from local costs invites price wars when some points must travel far.
   const double nearest = dual_bound(pr, prices);
   const double largest = pr.largest_cost();
-  TORCH_CHECK(std::isfinite(largest), "auction_assignment: the points' costs are not finite in double precision "
-              "(NaN or Inf coordinates, or coordinates beyond about 1e154)");
-  const double eps_target = std::max(rel_tol * nearest / static_cast<double>(pr.m), 1e-12 * largest + 1e-300);
-  double eps = std::max(largest / 5.0, eps_target);
+  TORCH_CHECK(std::isfinite(largest), kCostsNotFinite);
+  EpsSchedule schedule(rel_tol, nearest, pr.m, largest);
   std::vector<int64_t> owner(pr.m), assigned(pr.m);
   int64_t rounds = 0, phases = 0;
   double cost = 0.0, lower = nearest;
   while (true) {
     ++phases;
-    if (!run_phase(pr, eps, prices, owner, assigned, rounds, max_rounds)) {
+    if (!run_phase(pr, schedule.eps, prices, owner, assigned, rounds, max_rounds)) {
       stats.complete = false;
       break;
     }
     cost = 0.0;
     for (int64_t i = 0; i < pr.n; ++i) cost = add(cost, pr.cost(i, assigned[i]));
-    const bool last = eps <= eps_target;
-    // eps-complementary slackness gives cost <= OPT + m eps; once that could be within the
-    // tolerance, the dual bound says how close the assignment actually is.
-    if (last || static_cast<double>(pr.m) * eps <= rel_tol * cost) {
+    if (schedule.bound_worth_computing(rel_tol, pr.m, cost)) {
       lower = std::max(lower, dual_bound(pr, prices));
-      if (last || cost - lower <= rel_tol * std::max(lower, 0.0)) break;
+      if (schedule.done(rel_tol, cost, lower)) break;
     }
-    eps = std::max(eps / 5.0, eps_target);
+    schedule.next();
   }
   std::copy(assigned.begin(), assigned.begin() + pr.n, out);
   stats.cost = cost;
   stats.lower_bound = std::min(lower, cost);
-  stats.eps = eps;
+  stats.eps = schedule.eps;
   stats.rounds = rounds;
   stats.phases = phases;
 }
